@@ -1,0 +1,49 @@
+"""What every channel (SMTP, outbox Maildir, Help Scout API) receives from the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One planned send, exactly as stored before it was attempted.
+
+    For mail channels ``payload`` is the complete RFC 5322 message (so a retry after a crash
+    is byte-identical, same Message-ID). For Help Scout it is a JSON operation.
+    """
+
+    id: int
+    idem_key: str
+    channel: str
+    kind: str
+    ticket_id: int
+    message_id: str
+    envelope_from: str
+    recipients: tuple[str, ...]
+    payload: bytes
+    attempts: int = 0
+
+
+SendStatus = Literal["sent", "retry", "failed"]
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """``retry``: temporary (4xx, network), try again later; ``failed``: permanent (5xx)."""
+
+    status: SendStatus
+    detail: str = ""
+    remote_id: str | None = None
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+        """Send in order over one connection; one outcome per item, never raises for an item."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,65 @@
+"""What every source (Maildir, IMAP, Help Scout) hands to the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from bot.model import Message, SourceKind
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One raw item from a source, before parsing.
+
+    ``ref`` is the ledger key that makes the item unique for ever, e.g.
+    ``imap:INBOX:1700000000:42``, ``maildir:<key>``, ``helpscout:<conversation>:<thread>``.
+    Email sources give ``raw`` bytes; Help Scout gives a ready ``message``.
+    ``received_at`` is the server's arrival time (IMAP INTERNALDATE, Help Scout createdAt).
+    """
+
+    source: SourceKind
+    ref: str
+    received_at: datetime
+    raw: bytes | None = None
+    message: Message | None = None
+    folder: str | None = None
+    uidvalidity: int | None = None
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items plus the cursor to store in the same transaction that records them.
+
+    ``initial`` is true while a source syncs for the first time (no stored cursor): the
+    worker then records old mail without acting on it (SUPPORTBOT_BACKFILL_HOURS).
+    """
+
+    items: list[Inbound]
+    cursor: str | None = None
+    initial: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class CursorStore(Protocol):
+    def get_cursor(self, key: str) -> str | None: ...
+
+
+class Source(Protocol):
+    """A place tickets come from. Sources never decide anything; they only read."""
+
+    name: str
+    cursor_key: str
+
+    def batches(self) -> AsyncIterator[Batch]:
+        """Drain everything new since the stored cursor, batch by batch (bounded memory)."""
+        ...
+
+    async def wait(self, timeout: float) -> None:
+        """Return when new items may be there (IMAP IDLE, webhook) or after ``timeout``."""
+        ...
+
+    async def aclose(self) -> None: ...
