@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bot.model import Message, SourceKind
 
@@ -28,6 +28,10 @@ class Inbound:
     folder: str | None = None
     uidvalidity: int | None = None
     uid: int | None = None
+    # Help Scout: who wrote the thread ("customer", "agent" or "self" = the bot) and the
+    # conversation's status after it ("active", "pending", "closed").
+    author: Literal["customer", "agent", "self"] = "customer"
+    status: str | None = None
 
 
 @dataclass(frozen=True)

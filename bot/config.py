@@ -1,0 +1,295 @@
+"""Settings from `SUPPORTBOT_*` environment variables (12-factor), validated at start-up.
+
+A bad value stops the bot with one line naming the variable: `ConfigError(str)`.
+The variable names are a public contract (deployments and acceptance tests use them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Literal
+
+from bot.errors import ConfigError
+
+TlsMode = Literal["ssl", "starttls", "none"]
+PREFIX = "SUPPORTBOT_"
+SECRET_VARS = frozenset(
+    {
+        "SUPPORTBOT_IMAP_PASSWORD",
+        "SUPPORTBOT_SMTP_PASSWORD",
+        "SUPPORTBOT_HELPSCOUT_APP_SECRET",
+        "SUPPORTBOT_HELPSCOUT_WEBHOOK_SECRET",
+        "SUPPORTBOT_ALERT_WEBHOOK_URL",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+    tls: TlsMode = "ssl"
+    sent_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    user: str | None
+    password: str | None = field(repr=False)
+    tls: TlsMode = "starttls"
+
+
+@dataclass(frozen=True)
+class HelpScoutSettings:
+    app_id: str
+    app_secret: str = field(repr=False)
+    mailbox_id: int
+    base_url: str = "https://api.helpscout.net"
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker needs to start. Paths are absolute (resolved against cwd)."""
+
+    state_path: Path
+    rules_path: Path
+    templates_path: Path
+    from_addr: str
+    from_name: str
+    dry_run: bool = False
+    log_format: Literal["json", "console", "auto"] = "auto"
+    log_level: str = "info"
+    poll_seconds: float = 30.0
+    maildir_path: Path | None = None
+    outbox_maildir_path: Path | None = None
+    imap: ImapSettings | None = None
+    smtp: SmtpSettings | None = None
+    helpscout: HelpScoutSettings | None = None
+    ca_file: Path | None = None
+    tls_insecure: bool = False
+    backfill_hours: float = 24.0
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
+    health_max_age_seconds: float = 300.0
+
+    @property
+    def from_header(self) -> str:
+        return f"{self.from_name} <{self.from_addr}>" if self.from_name else self.from_addr
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_addr.rpartition("@")[2] or "localhost"
+
+    @property
+    def embedded_default(self) -> bool:
+        """True when no real source is configured: the local Maildir demo setup."""
+        return self.imap is None and self.helpscout is None
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class _Env:
+    """Reads typed values and names the variable in every error."""
+
+    def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(PREFIX + name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def path(self, name: str, default: str | None) -> Path | None:
+        value = self.str(name, default)
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.cwd / p)
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{PREFIX}{name}={value!r} is not a boolean: use 0 or 1")
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name}={value!r} is not a number") from None
+        if number != number or number < minimum or number == float("inf"):
+            raise ConfigError(f"{PREFIX}{name}={value!r} must be a number >= {minimum:g}")
+        return number
+
+    def port(self, name: str, default: int | None) -> int | None:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise ConfigError(f"{PREFIX}{name}={value!r} is not a TCP port (1-65535)")
+        return int(value)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.str(name, default) or default).lower()
+        if value not in choices:
+            raise ConfigError(f"{PREFIX}{name}={value!r} must be one of: {', '.join(choices)}")
+        return value
+
+    def required(self, name: str, because: str) -> str:
+        value = self.str(name)
+        if value is None:
+            raise ConfigError(f"{PREFIX}{name} is required when {because}")
+        return value
+
+
+def _tls_port(tls: str, *, ssl_port: int, starttls_port: int, plain_port: int) -> int:
+    return {"ssl": ssl_port, "starttls": starttls_port}.get(tls, plain_port)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, cwd: Path | None = None, check_runtime: bool = True
+) -> Settings:
+    """Build and validate `Settings`; raise `ConfigError` with one clear line.
+
+    ``check_runtime=False`` skips the cross-checks that only matter to a running worker
+    (e.g. IMAP without anywhere to send), so `check`/`explain` work on any machine.
+    """
+    e = _Env(os.environ if env is None else env, cwd or Path.cwd())
+
+    from_raw = e.str("FROM", "Support <support@example.com>") or ""
+    from_name, from_addr = parseaddr(from_raw)
+    if "@" not in from_addr or any(c in from_raw for c in "\r\n"):
+        raise ConfigError(
+            f"{PREFIX}FROM={from_raw!r} is not an email address (e.g. 'Support <support@example.com>')"
+        )
+
+    imap: ImapSettings | None = None
+    if e.raw("IMAP_HOST"):
+        tls = e.choice("IMAP_TLS", "ssl", ("ssl", "starttls", "none"))
+        default_port = _tls_port(tls, ssl_port=993, starttls_port=143, plain_port=143)
+        imap = ImapSettings(
+            host=e.required("IMAP_HOST", "IMAP is used"),
+            port=e.port("IMAP_PORT", default_port) or default_port,
+            user=e.required("IMAP_USER", "SUPPORTBOT_IMAP_HOST is set"),
+            password=e.required("IMAP_PASSWORD", "SUPPORTBOT_IMAP_HOST is set"),
+            folder=e.str("IMAP_FOLDER", "INBOX") or "INBOX",
+            tls=tls,  # type: ignore[arg-type]
+            sent_folder=e.str("IMAP_SENT_FOLDER"),
+        )
+
+    smtp: SmtpSettings | None = None
+    if e.raw("SMTP_HOST"):
+        tls = e.choice("SMTP_TLS", "starttls", ("ssl", "starttls", "none"))
+        default_port = _tls_port(tls, ssl_port=465, starttls_port=587, plain_port=25)
+        user = e.str("SMTP_USER")
+        password = e.str("SMTP_PASSWORD")
+        if user and not password:
+            raise ConfigError(f"{PREFIX}SMTP_PASSWORD is required when {PREFIX}SMTP_USER is set")
+        smtp = SmtpSettings(
+            host=e.required("SMTP_HOST", "SMTP is used"),
+            port=e.port("SMTP_PORT", default_port) or default_port,
+            user=user,
+            password=password,
+            tls=tls,  # type: ignore[arg-type]
+        )
+
+    helpscout: HelpScoutSettings | None = None
+    if e.raw("HELPSCOUT_APP_ID"):
+        mailbox = e.required("HELPSCOUT_MAILBOX_ID", "SUPPORTBOT_HELPSCOUT_APP_ID is set")
+        if not mailbox.isdigit():
+            raise ConfigError(f"{PREFIX}HELPSCOUT_MAILBOX_ID={mailbox!r} must be a number")
+        base_url = (e.str("HELPSCOUT_BASE_URL", "https://api.helpscout.net") or "").rstrip("/")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"{PREFIX}HELPSCOUT_BASE_URL={base_url!r} must be an http(s) URL")
+        helpscout = HelpScoutSettings(
+            app_id=e.required("HELPSCOUT_APP_ID", "Help Scout is used"),
+            app_secret=e.required("HELPSCOUT_APP_SECRET", "SUPPORTBOT_HELPSCOUT_APP_ID is set"),
+            mailbox_id=int(mailbox),
+            base_url=base_url,
+            webhook_secret=e.str("HELPSCOUT_WEBHOOK_SECRET"),
+            webhook_port=e.port("HELPSCOUT_WEBHOOK_PORT", None),
+        )
+
+    embedded = imap is None and helpscout is None
+    explicit_outbox = e.raw("OUTBOX_MAILDIR") is not None
+    outbox = e.path("OUTBOX_MAILDIR", "var/outbox") if (embedded or explicit_outbox) else None
+    if check_runtime and imap is not None and smtp is None and outbox is None:
+        raise ConfigError(
+            f"{PREFIX}IMAP_HOST is set but {PREFIX}SMTP_HOST is not: the bot would read tickets "
+            f"and answer nobody. Set {PREFIX}SMTP_HOST (or {PREFIX}OUTBOX_MAILDIR to write replies "
+            "to a local Maildir)"
+        )
+
+    ca_file = e.path("CA_FILE", None)
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"{PREFIX}CA_FILE={str(ca_file)!r} does not exist")
+
+    webhook = e.str("ALERT_WEBHOOK_URL")
+    if webhook is not None and not webhook.startswith(("https://", "http://")):
+        raise ConfigError(f"{PREFIX}ALERT_WEBHOOK_URL must be an http(s) URL")
+
+    log_format = e.choice("LOG_FORMAT", "auto", ("json", "console", "auto"))
+    log_level = e.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
+    poll = e.number("POLL_SECONDS", 30.0, minimum=0.05)
+
+    return Settings(
+        state_path=e.path("STATE", "var/supportbot.db"),  # type: ignore[arg-type]
+        rules_path=e.path("RULES", "rules.yaml"),  # type: ignore[arg-type]
+        templates_path=e.path("TEMPLATES", "templates"),  # type: ignore[arg-type]
+        from_addr=from_addr.lower(),
+        from_name=from_name,
+        dry_run=e.bool("DRY_RUN"),
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+        poll_seconds=poll,
+        maildir_path=e.path("MAILDIR", "var/inbox") if embedded else None,
+        outbox_maildir_path=outbox,
+        imap=imap,
+        smtp=smtp,
+        helpscout=helpscout,
+        ca_file=ca_file,
+        tls_insecure=e.bool("TLS_INSECURE"),
+        backfill_hours=e.number("BACKFILL_HOURS", 24.0),
+        alert_webhook_url=webhook,
+        metrics_port=e.port("METRICS_PORT", None),
+        health_max_age_seconds=e.number("HEALTH_MAX_AGE_SECONDS", 300.0, minimum=1.0),
+    )
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The configured secrets, so the log processor can redact them wherever they appear."""
+    values = [
+        settings.imap.password if settings.imap else None,
+        settings.smtp.password if settings.smtp else None,
+        settings.helpscout.app_secret if settings.helpscout else None,
+        settings.helpscout.webhook_secret if settings.helpscout else None,
+        settings.alert_webhook_url,
+    ]
+    return [v for v in values if v and len(v) >= 4]
