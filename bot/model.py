@@ -13,7 +13,8 @@ from typing import Literal
 Priority = Literal["critical", "high", "normal", "low"]
 ActionKind = Literal["acknowledge", "ask_info", "answer", "forward", "alert"]
 SourceKind = Literal["email", "imap", "maildir", "helpscout"]
-TicketState = Literal["new", "acknowledged", "forwarded", "waiting", "answered", "closed"]
+# "open": the requester wrote again and the team has the next move (reopened or un-waited).
+TicketState = Literal["new", "acknowledged", "forwarded", "waiting", "answered", "open", "closed"]
 
 PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal", "low")
 ACTION_KINDS: tuple[ActionKind, ...] = ("acknowledge", "ask_info", "answer", "forward", "alert")
