@@ -1,0 +1,41 @@
+"""Alerts to a chat webhook (Slack-compatible `{"text": ...}`), for when mail itself fails."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+import structlog
+
+from bot.channels.base import OutboxItem, SendOutcome
+
+log = structlog.get_logger(__name__)
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, url: str, *, timeout: float = 10.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._url = url
+
+    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+        outcomes: list[SendOutcome] = []
+        for item in items:
+            try:
+                response = await self._client.post(
+                    self._url, content=item.payload, headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as exc:
+                outcomes.append(SendOutcome("retry", f"webhook: {type(exc).__name__}"))
+                continue
+            if response.status_code < 300:
+                outcomes.append(SendOutcome("sent", f"webhook {response.status_code}"))
+            elif response.status_code in (408, 429) or response.status_code >= 500:
+                outcomes.append(SendOutcome("retry", f"webhook answered {response.status_code}"))
+            else:
+                outcomes.append(SendOutcome("failed", f"webhook answered {response.status_code}"))
+        return outcomes
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,49 @@
+"""`supportbot log TICKET`: the time-stamped activity log of one ticket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bot.commands._common import open_store, setup
+
+ORDER = 40
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("log", help="print a ticket's activity log",
+                       description="Every decision and action for one ticket, time-stamped, "
+                       "with the rule and the actor. TICKET is our id (42 or #42) or a Help "
+                       "Scout conversation number.")
+    p.add_argument("ticket", help="ticket id or Help Scout conversation number")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = setup(args, check_runtime=False)
+    store = open_store(settings)
+    try:
+        ticket = store.find_ticket(args.ticket)
+        if ticket is None:
+            print(f"supportbot: no ticket {args.ticket!r}")
+            return 1
+        entries = store.activity(ticket.id)
+        if args.json:
+            print(json.dumps({
+                "ticket": ticket.id, "state": ticket.state, "subject": ticket.subject,
+                "requester": ticket.requester, "priority": ticket.priority, "topic": ticket.topic,
+                "owner": ticket.owner, "conversation_number": ticket.conversation_number,
+                "activity": [{k: e[k] for k in ("at", "actor", "action", "rule", "detail")}
+                             for e in entries]}, indent=2))
+            return 0
+        print(f"Ticket #{ticket.id} [{ticket.state}] {ticket.subject!r} from {ticket.requester}")
+        print(f"  priority={ticket.priority} topic={ticket.topic} owner={ticket.owner or '-'}"
+              + (f" helpscout=#{ticket.conversation_number}" if ticket.conversation_number else ""))
+        for e in entries:
+            rule = f" [rule {e['rule']}]" if e["rule"] else ""
+            print(f"{e['at'][:19].replace('T', ' ')}  {e['actor']:<8} {e['action']:<18} "
+                  f"{e['detail']}{rule}")
+        return 0
+    finally:
+        store.close()

@@ -1,0 +1,81 @@
+"""`supportbot status [--json]`: what an operator checks first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bot.commands._common import open_store, setup
+from bot.store import Store
+
+ORDER = 41
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("status", help="open tickets, timers, sources, outbox, failures",
+                       description="Open tickets by state, timers due next, last successful "
+                       "read per source, outbox backlog, failed sends, quarantined messages.")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def collect(store: Store) -> dict[str, Any]:
+    outbox = store.outbox_counts()
+    return {
+        "tickets": store.tickets_by_state(),
+        "messages": store.message_counts(),
+        "timers_next": [{"ticket": t["ticket_id"], "kind": t["kind"], "due_at": t["due_at"]}
+                        for t in store.pending_timers(limit=10)],
+        "sources": {k.split(":", 1)[1].rsplit(":last_read", 1)[0]: v
+                    for k, v in store.meta_items("source:").items()},
+        "outbox": {"pending": outbox.get("pending", 0), "sending": outbox.get("sending", 0),
+                   "sent": outbox.get("sent", 0), "failed": outbox.get("failed", 0),
+                   "suppressed": outbox.get("suppressed", 0)},
+        "failed_sends": [{"id": r["id"], "ticket": r["ticket_id"], "kind": r["kind"],
+                          "to": json.loads(r["recipients"]), "error": r["last_error"],
+                          "at": r["created_at"]} for r in store.failed_sends()],
+        "quarantined": [{"id": r["id"], "ref": r["ref"], "error": r["error"], "at": r["at"]}
+                        for r in store.quarantined()],
+        "undeliverable": [{"address": r["address"], "at": r["at"], "reason": r["reason"]}
+                          for r in store.undeliverable()],
+        "heartbeat": store.get_meta("heartbeat"),
+        "rules_reload": {"ok": store.get_meta("rules:last_reload_ok"),
+                         "at": store.get_meta("rules:last_reload_at")},
+        "promise_missed": len([a for a in store.activity(limit=5000)
+                               if a["action"] == "promise missed"]),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = setup(args, check_runtime=False)
+    store = open_store(settings)
+    try:
+        data = collect(store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print("Tickets: " + (", ".join(f"{k} {v}" for k, v in sorted(data["tickets"].items()))
+                         or "none"))
+    print("Messages: " + (", ".join(f"{k} {v}" for k, v in sorted(data["messages"].items()))
+                          or "none"))
+    print("Outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))
+    print(f"Heartbeat: {data['heartbeat'] or 'never'}")
+    for name, at in data["sources"].items():
+        print(f"Source {name}: last read {at}")
+    if data["timers_next"]:
+        print("Next timers:")
+        for t in data["timers_next"]:
+            print(f"  {t['due_at'][:19]}  {t['kind']:<18} ticket #{t['ticket']}")
+    for f in data["failed_sends"]:
+        print(f"Failed/suppressed send #{f['id']} ({f['kind']}, ticket #{f['ticket']}) to "
+              f"{', '.join(f['to'])}: {f['error']}")
+    for q in data["quarantined"]:
+        print(f"Quarantined #{q['id']} {q['ref']}: {q['error']}")
+    for u in data["undeliverable"]:
+        print(f"Undeliverable {u['address']} since {u['at']}: {u['reason']}")
+    if data["promise_missed"]:
+        print(f"One-hour promise missed: {data['promise_missed']} ticket(s)")
+    return 0

@@ -1,0 +1,154 @@
+"""Executing planned sends exactly once per idempotency key.
+
+Protocol per row: `pending` -> `sending` (committed before the attempt) -> `sent` |
+`failed` | back to `pending` with a backoff. A crash leaves a row in `sending`: its outcome
+is unknown. On start-up such rows are checked (the IMAP Sent folder, where configured;
+the Help Scout channel reads the conversation's threads itself) and otherwise sent again
+with the *same* bytes and Message-ID, which receivers collapse: we prefer a rare
+duplicate with one Message-ID over a lost message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from bot.channels.base import Channel, OutboxItem, SendOutcome
+from bot.store import Store
+
+log = structlog.get_logger(__name__)
+
+BACKOFF = (30, 60, 300, 900, 1800, 3600)  # seconds after attempt 1, 2, ...; capped at the last
+MAX_ATTEMPTS = 12
+
+
+class SentFolder(Protocol):
+    async def append_async(self, raw: bytes, when: datetime) -> None: ...
+    async def contains_async(self, message_id: str) -> bool: ...
+
+
+@dataclass
+class FlushReport:
+    sent: int = 0
+    failed: int = 0
+    retry: int = 0
+    sent_items: list[OutboxItem] = field(default_factory=list)
+
+
+def to_item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"], idem_key=row["idem_key"], channel=row["channel"], kind=row["kind"],
+        ticket_id=row["ticket_id"], message_id=row["message_id"],
+        envelope_from=row["envelope_from"], recipients=tuple(json.loads(row["recipients"])),
+        payload=bytes(row["payload"]), attempts=row["attempts"])
+
+
+class Outbox:
+    def __init__(self, store: Store, channels: dict[str, Channel], *,
+                 on_sent: Callable[[int, str, datetime], None] | None = None,
+                 sent_folder: SentFolder | None = None, batch_size: int = 100) -> None:
+        self.store = store
+        self.channels = channels
+        self.on_sent = on_sent
+        self.sent_folder = sent_folder
+        self.batch_size = batch_size
+
+    async def recover(self, now: datetime) -> int:
+        """Resolve rows a crash left in `sending`; returns how many were in doubt."""
+        rows = self.store.in_doubt_outbox()
+        for row in rows:
+            found = False
+            if self.sent_folder is not None and row["channel"] == "smtp":
+                try:
+                    found = await self.sent_folder.contains_async(row["message_id"])
+                except Exception as exc:  # the check is best effort; resending is safe
+                    log.warning("sent folder check failed", error=str(exc))
+            with self.store.transaction():
+                if found:
+                    self._mark_sent(row["id"], row["ticket_id"], row["kind"], now,
+                                    "found in the Sent folder after a restart")
+                else:
+                    self.store.set_outbox_status(row["id"], "pending", now, next_attempt_at=now)
+                    self.store.log(now, row["ticket_id"], "send in doubt",
+                                   f"{row['kind']} {row['message_id']}: outcome unknown after a "
+                                   "restart; sending again with the same Message-ID")
+            log.warning("outbox row in doubt after restart", outbox=row["id"],
+                        message_id=row["message_id"], resolved="found" if found else "resend")
+        return len(rows)
+
+    async def flush(self, now: datetime, *, stop: asyncio.Event | None = None) -> FlushReport:
+        report = FlushReport()
+        while not (stop and stop.is_set()):
+            rows = self.store.due_outbox(now, limit=self.batch_size)
+            rows = [r for r in rows if r["channel"] in self.channels] or []
+            if not rows:
+                break
+            by_channel: dict[str, list[OutboxItem]] = defaultdict(list)
+            with self.store.transaction():
+                for row in rows:
+                    self.store.set_outbox_status(row["id"], "sending", now, bump_attempts=True)
+                    by_channel[row["channel"]].append(to_item(row))
+            for name, items in by_channel.items():
+                outcomes = await self._send(self.channels[name], items)
+                for item, outcome in zip(items, outcomes, strict=True):
+                    await self._record(item, outcome, now, report)
+        return report
+
+    async def _send(self, channel: Channel, items: list[OutboxItem]) -> list[SendOutcome]:
+        try:
+            outcomes = await channel.send_batch(items)
+        except Exception as exc:  # a channel bug must not lose the rows: retry later
+            log.error("channel raised", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
+            return [SendOutcome("retry", f"{type(exc).__name__}: {exc}") for _ in items]
+        if len(outcomes) != len(items):
+            return [SendOutcome("retry", "channel returned the wrong number of outcomes")
+                    for _ in items]
+        return outcomes
+
+    async def _record(self, item: OutboxItem, outcome: SendOutcome, now: datetime,
+                      report: FlushReport) -> None:
+        if outcome.status == "sent":
+            if self.sent_folder is not None and item.channel == "smtp":
+                try:
+                    await self.sent_folder.append_async(item.payload, now)
+                except Exception as exc:
+                    log.warning("could not append to the Sent folder", error=str(exc))
+            with self.store.transaction():
+                self._mark_sent(item.id, item.ticket_id, item.kind, now,
+                                f"to {', '.join(item.recipients)} via {item.channel}"
+                                + (f" ({outcome.detail})" if outcome.detail else ""))
+            report.sent += 1
+            report.sent_items.append(item)
+            return
+        attempts = item.attempts + 1
+        with self.store.transaction():
+            if outcome.status == "failed" or attempts >= MAX_ATTEMPTS:
+                self.store.set_outbox_status(item.id, "failed", now, error=outcome.detail)
+                self.store.log(now, item.ticket_id, "send failed",
+                               f"{item.kind} to {', '.join(item.recipients)}: {outcome.detail}")
+                log.error("send failed", ticket=item.ticket_id, kind=item.kind,
+                          to=list(item.recipients), error=outcome.detail, attempts=attempts)
+                report.failed += 1
+            else:
+                delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
+                self.store.set_outbox_status(item.id, "pending", now, error=outcome.detail,
+                                             next_attempt_at=now + timedelta(seconds=delay))
+                self.store.log(now, item.ticket_id, "send retry",
+                               f"{item.kind}: {outcome.detail}; next try in {delay}s")
+                log.warning("send will be retried", ticket=item.ticket_id, kind=item.kind,
+                            error=outcome.detail, delay=delay)
+                report.retry += 1
+
+    def _mark_sent(self, outbox_id: int, ticket_id: int, kind: str, now: datetime,
+                   detail: str) -> None:
+        self.store.set_outbox_status(outbox_id, "sent", now)
+        self.store.log(now, ticket_id, "sent", f"{kind} {detail}")
+        if self.on_sent is not None:
+            self.on_sent(ticket_id, kind, now)

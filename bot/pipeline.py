@@ -1,0 +1,272 @@
+"""One inbound item -> ledger entry, ticket, decision, planned sends and timers.
+
+Each batch from a source is recorded in one transaction together with the source's
+cursor; each item inside it in its own savepoint, so one bad message is quarantined
+without costing its neighbours. Nothing here sends: the outbox does, afterwards.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from bot.config import Settings
+from bot.errors import MalformedMessage
+from bot.lifecycle.followup import Lifecycle
+from bot.mail.bounce import read_bounce
+from bot.mail.compose import find_ticket_ref, reply_recipient
+from bot.mail.parse import parse_message
+from bot.model import Decision, Message
+from bot.plan import STATE_AFTER, Planner
+from bot.rules.decide import decide
+from bot.sources.base import Batch, Inbound
+from bot.store import Store, Ticket
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What happened to one item, for logs, the demo timeline and dry-run output."""
+
+    ref: str
+    status: str  # ticket | reply | ignored | backfill | duplicate | quarantined | own | known
+    ticket_id: int | None = None
+    decision: Decision | None = None
+    message: Message | None = None
+    detail: str = ""
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def message_summary(msg: Message) -> dict[str, Any]:
+    """What replay needs to re-decide a Help Scout message (email keeps its raw bytes)."""
+    return {
+        "from_addr": msg.from_addr, "from_name": msg.from_name, "subject": msg.subject,
+        "text": msg.text[:50000], "to": list(msg.to), "tags": list(msg.tags),
+        "mailbox_id": msg.mailbox_id, "conversation_id": msg.conversation_id,
+        "conversation_number": msg.conversation_number, "thread_id": msg.thread_id,
+        "customer_id": msg.customer_id,
+    }
+
+
+class Pipeline:
+    """Records and decides inbound items; the worker hands it batches."""
+
+    def __init__(self, settings: Settings, store: Store, planner: Planner,
+                 lifecycle: Lifecycle, rules: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.planner = planner
+        self.lifecycle = lifecycle
+        self.rules = rules  # RulesHolder: .current -> (ruleset, templates)
+
+    # -- batches ------------------------------------------------------------------------
+    def ingest_batch(self, source_key: str, batch: Batch, now: datetime) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        with self.store.transaction():
+            for item in batch.items:
+                outcomes.append(self._ingest_safely(item, now, initial=batch.initial))
+            if batch.cursor is not None:
+                self.store.set_cursor(source_key, batch.cursor, now)
+            self.store.set_meta(f"source:{source_key}:last_read", now.isoformat())
+        for outcome in outcomes:
+            if outcome.status not in {"known", "duplicate"}:
+                d = outcome.decision
+                log.info("message processed", ref=outcome.ref, ticket=outcome.ticket_id,
+                         outcome=outcome.status, rules=list(d.rules) if d else [],
+                         actions=[a.kind for a in d.actions] if d else [],
+                         reason=(d.reason if d else None) or outcome.detail or None)
+        return outcomes
+
+    def _ingest_safely(self, item: Inbound, now: datetime, *, initial: bool) -> Outcome:
+        if self.store.has_ref(item.ref):
+            return Outcome(item.ref, "known")
+        try:
+            with self.store.transaction():
+                return self._ingest(item, now, initial=initial)
+        except Exception as exc:  # the item is kept raw; the bot carries on
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("message quarantined", ref=item.ref, error=error,
+                      where=traceback.format_exc(limit=3)[-600:])
+            with self.store.transaction():
+                self._quarantine(item, now, error)
+            return Outcome(item.ref, "quarantined", detail=error)
+
+    def _quarantine(self, item: Inbound, now: datetime, error: str) -> None:
+        raw = item.raw if item.raw is not None else (item.message.raw if item.message else None)
+        self.store.quarantine(ref=item.ref, source=item.source, raw=raw, error=error, now=now)
+        self.store.record_message(
+            ref=item.ref, source=item.source, received_at=item.received_at, now=now,
+            status="quarantined", content_hash="", reason=error, folder=item.folder,
+            uidvalidity=item.uidvalidity, uid=item.uid)
+        self.store.log(now, None, "quarantined", f"{item.ref}: {error}")
+
+    # -- one item -----------------------------------------------------------------------
+    def _ingest(self, item: Inbound, now: datetime, *, initial: bool) -> Outcome:
+        if item.message is not None:
+            msg = item.message
+        else:
+            try:
+                msg = parse_message(item.raw or b"", source=item.source,
+                                    received_at=item.received_at)
+            except MalformedMessage as exc:
+                self._quarantine(item, now, f"malformed message: {exc}")
+                return Outcome(item.ref, "quarantined", detail=str(exc))
+
+        def record(status: str, ticket_id: int | None = None, reason: str | None = None) -> None:
+            self.store.record_message(
+                ref=item.ref, source=item.source, received_at=item.received_at, now=now,
+                status=status, content_hash=msg.content_hash, message_id=msg.message_id,
+                from_addr=msg.from_addr, subject=msg.subject, reason=reason, ticket_id=ticket_id,
+                raw=msg.raw, summary=message_summary(msg) if msg.raw is None else None,
+                folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
+                conversation_id=msg.conversation_id, thread_id=msg.thread_id)
+
+        if item.source != "helpscout":
+            same = self.store.find_same_message(msg.message_id, msg.content_hash)
+            if same is not None:
+                record("duplicate", same["ticket_id"], f"same as ledger entry {same['id']}")
+                return Outcome(item.ref, "duplicate", same["ticket_id"], message=msg)
+
+        if item.author == "self":
+            record("own", None, "our own Help Scout thread")
+            return Outcome(item.ref, "own", message=msg)
+
+        ruleset, templates = self.rules.current
+        ticket = self._find_ticket(msg)
+        if item.author == "agent":
+            return self._agent_thread(item, msg, ticket, now, record)
+
+        decision = decide(msg, ticket.view() if ticket else None, now, ruleset,
+                          own_addresses=frozenset({self.settings.from_addr}),
+                          own_domain=self.settings.from_domain)
+        if decision.ignored:
+            record("ignored", ticket.id if ticket else None, decision.reason)
+            self.store.log(now, ticket.id if ticket else None, "ignored",
+                           f"{msg.from_addr or '(no sender)'}: {decision.reason}")
+            self._handle_bounce(msg, now)
+            return Outcome(item.ref, "ignored", ticket.id if ticket else None, decision, msg)
+
+        if ticket is not None:
+            record("reply", ticket.id)
+            ids = self.lifecycle.requester_replied(ticket, msg, item.ref, now, ruleset, templates)
+            return Outcome(item.ref, "reply", ticket.id, decision, msg, outbox_ids=ids)
+
+        cutoff = now - timedelta(hours=self.settings.backfill_hours)
+        if initial and item.received_at < cutoff:
+            record("backfill", None, "older than SUPPORTBOT_BACKFILL_HOURS on first start")
+            return Outcome(item.ref, "backfill", None, decision, msg,
+                           detail="recorded, not acted on (first start)")
+
+        ticket = self._open_ticket(msg, item, now)
+        record("ticket", ticket.id)
+        ids = self.act(ticket, msg, decision, item.ref, now, ruleset, templates)
+        return Outcome(item.ref, "ticket", ticket.id, decision, msg, outbox_ids=ids)
+
+    def _find_ticket(self, msg: Message) -> Ticket | None:
+        if msg.source == "helpscout" and msg.conversation_id is not None:
+            return self.store.ticket_by_conversation(msg.conversation_id)
+        ticket = self.store.ticket_by_thread([*msg.in_reply_to, *reversed(msg.references)])
+        if ticket is not None:
+            return ticket
+        number = find_ticket_ref(msg.subject)
+        if number is not None:
+            candidate = self.store.get_ticket(number)
+            # A subject tag alone is easy to forge: only the requester's own domain may use it.
+            if candidate and _domain(candidate.requester) == _domain(msg.from_addr):
+                return candidate
+        return None
+
+    def _open_ticket(self, msg: Message, item: Inbound, now: datetime) -> Ticket:
+        requester = (reply_recipient(msg) if msg.source != "helpscout" else msg.from_addr) or ""
+        ticket = self.store.create_ticket(
+            source=msg.source, requester=requester or msg.from_addr,
+            requester_name=msg.from_name, subject=msg.subject, now=now,
+            root_message_id=msg.message_id, refs=list(msg.references),
+            mailbox_id=msg.mailbox_id, conversation_id=msg.conversation_id,
+            conversation_number=msg.conversation_number, customer_id=msg.customer_id,
+            created_at=item.received_at if item.received_at <= now else now)
+        self.store.log(now, ticket.id, "opened",
+                       f"from {msg.from_addr}: {msg.subject!r} via {item.source}")
+        return ticket
+
+    def act(self, ticket: Ticket, msg: Message, decision: Decision, trigger: str, now: datetime,
+            ruleset: Any, templates: Any) -> list[int]:
+        """Record the decision on the ticket and plan every action it asks for."""
+        primary = next((a for a in decision.actions if a.kind != "alert"), None)
+        state = STATE_AFTER.get(primary.kind, "acknowledged") if primary else "acknowledged"
+        self.store.update_ticket(
+            ticket.id, now, priority=decision.priority, topic=decision.topic,
+            tags=list(decision.tags), rules=list(decision.rules), owner=decision.owner,
+            state=state)
+        trace = "; ".join(f"{s.rule}: {s.reason}" for s in decision.trace if s.matched)
+        self.store.log(now, ticket.id, "classified",
+                       f"priority={decision.priority} topic={decision.topic} "
+                       f"rules={','.join(decision.rules)} ({trace})",
+                       rule=decision.rules[0] if decision.rules else None)
+        ticket = self.store.get_ticket(ticket.id) or ticket
+        ids: list[int] = []
+        for action in decision.actions:
+            if action.kind == "forward":
+                for target in action.to:
+                    ids += self.planner.plan(
+                        ticket=ticket, kind="forward", to=[target], trigger=trigger, now=now,
+                        ruleset=ruleset, templates=templates, template=action.template,
+                        rule=action.rule, original=msg, owner=target)
+                ids += self.planner.plan(
+                    ticket=ticket, kind="forwarded", to=[ticket.requester], trigger=trigger,
+                    now=now, ruleset=ruleset, templates=templates,
+                    template=action.notice_template, rule=action.rule,
+                    owner=action.to[0] if action.to else None)
+            else:
+                ids += self.planner.plan(
+                    ticket=ticket, kind=action.kind, to=list(action.to), trigger=trigger,
+                    now=now, ruleset=ruleset, templates=templates, template=action.template,
+                    rule=action.rule, original=msg)
+        tags = list(decision.tags) + ([f"priority-{decision.priority}"] if decision.priority else [])
+        self.planner.plan_tags(ticket, tags, trigger, now)
+        self.lifecycle.ticket_acted(ticket, decision, now, ruleset)
+        return ids
+
+    def _agent_thread(self, item: Inbound, msg: Message, ticket: Ticket | None, now: datetime,
+                      record: Any) -> Outcome:
+        """A Help Scout agent wrote: visible update; a pending status starts follow-ups."""
+        if ticket is None:
+            record("agent", None, "agent thread on a conversation we do not track")
+            return Outcome(item.ref, "agent", message=msg)
+        record("agent", ticket.id)
+        self.lifecycle.agent_replied(ticket, item.status, item.ref, now, self.rules.current[0])
+        return Outcome(item.ref, "agent", ticket.id, message=msg)
+
+    def _handle_bounce(self, msg: Message, now: datetime) -> None:
+        """A permanent bounce of one of our messages: that recipient gets no more mail."""
+        bounce = read_bounce(msg)
+        if bounce is None or not bounce.permanent:
+            return
+        ours = self.store.outbox_by_message_ids(list(bounce.original_message_ids))
+        if not ours:
+            return
+        ruleset, templates = self.rules.current
+        for row in ours:
+            for address in bounce.recipients or tuple(_json_list(row["recipients"])):
+                if not self.store.mark_undeliverable(address, bounce.status or "bounced", now):
+                    continue
+                ticket = self.store.get_ticket(row["ticket_id"])
+                if ticket is None:
+                    continue
+                self.lifecycle.recipient_undeliverable(ticket, address, now, ruleset, templates)
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _json_list(text: str) -> list[str]:
+    import json
+
+    value = json.loads(text or "[]")
+    return [str(v) for v in value] if isinstance(value, list) else []

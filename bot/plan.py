@@ -1,0 +1,287 @@
+"""Turning a decision's actions into planned sends (outbox rows) for one ticket.
+
+Everything here runs inside the caller's store transaction: rows are rendered, composed
+and recorded with an idempotency key before anything is sent, so a crash can neither
+lose a planned message nor plan it twice. Loop safety lives here too: the bot's own
+addresses, undeliverable addresses and the per-recipient daily cap turn a send into a
+recorded `suppressed` row, never a silent drop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from bot.config import Settings
+from bot.mail.compose import compose, make_message_id, ticket_subject
+from bot.model import Message
+from bot.store import Store, Ticket
+from bot.templates import Templates
+
+log = structlog.get_logger(__name__)
+
+# Which Auto-Submitted value each kind carries (RFC 3834 section 5): a direct answer to
+# the requester's mail is auto-replied; anything the bot starts on its own is auto-generated.
+AUTO_SUBMITTED = {
+    "acknowledge": "auto-replied", "ask_info": "auto-replied", "answer": "auto-replied",
+    "forwarded": "auto-replied",
+}
+# Messages to the requester (capped, threaded under their mail) versus to the team.
+REQUESTER_KINDS = frozenset(
+    {"acknowledge", "ask_info", "answer", "forwarded", "check_in", "closure", "reopened"})
+# The state a ticket enters when this kind of message goes out.
+STATE_AFTER = {"acknowledge": "acknowledged", "forward": "forwarded", "ask_info": "waiting",
+               "answer": "answered", "reopened": "open"}
+DEFAULT_TEMPLATES = {
+    "acknowledge": "acknowledge", "ask_info": "ask_info", "answer": "answer",
+    "forward": "forward", "forwarded": "forwarded", "alert": "alert",
+    "check_in": "check_in", "closure": "closure", "reopened": "acknowledge",
+    "assigned_reminder": "assigned_reminder", "first_response_overdue": "first_response_overdue",
+    "relay": "forward", "undeliverable": "alert",
+}
+
+
+@dataclass
+class Team:
+    """The team's own addresses: never capped, and never treated as requesters."""
+
+    addresses: frozenset[str]
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def is_team(self, address: str) -> bool:
+        return address.lower() in self.addresses
+
+
+def humanise(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    if hours >= 24 and hours % 24 == 0:
+        days = int(hours // 24)
+        return "1 day" if days == 1 else f"{days} days"
+    if hours >= 1 and hours == int(hours):
+        return "1 hour" if hours == 1 else f"{int(hours)} hours"
+    return f"{int(delta.total_seconds() // 60)} minutes"
+
+
+class Planner:
+    """Renders templates, composes mail or Help Scout operations, records outbox rows."""
+
+    def __init__(self, settings: Settings, store: Store, *, mail_channel: str | None,
+                 helpscout: bool, alert_webhook: bool) -> None:
+        self.settings = settings
+        self.store = store
+        self.mail_channel = mail_channel
+        self.helpscout = helpscout
+        self.alert_webhook = alert_webhook
+
+    # -- template context ---------------------------------------------------------------
+    def context(self, ticket: Ticket, ruleset: Any, *, kind: str, rule: str | None,
+                owner: str | None = None, original_text: str = "",
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        s = ruleset.settings
+        first = (ticket.requester_name or "").split()
+        owner = owner or ticket.owner
+        ctx: dict[str, Any] = {
+            "name": first[0] if first else "there",
+            "requester": ticket.requester,
+            "requester_name": ticket.requester_name or ticket.requester,
+            "ticket_id": ticket.id,
+            "ticket_ref": f"[#{ticket.id}]",
+            "subject": ticket.subject or "your request",
+            "owner": owner or "",
+            "owner_name": owner_name(owner, s) if owner else "",
+            "topic": ticket.topic or "",
+            "priority": ticket.priority or "normal",
+            "rule": rule or "",
+            "team_name": s.team_name,
+            "signature": s.signature,
+            "original_text": original_text,
+            "check_in_after": humanise(s.check_in_after),
+            "close_after": humanise(s.close_after),
+            "kind": kind,
+        }
+        if extra:
+            ctx.update(extra)
+        return ctx
+
+    # -- planning -----------------------------------------------------------------------
+    def plan(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str, now: datetime,
+             ruleset: Any, templates: Templates, template: str | None = None,
+             rule: str | None = None, original: Message | None = None,
+             owner: str | None = None, extra: dict[str, Any] | None = None,
+             helpscout_status: str | None = None) -> list[int]:
+        """Plan one logical message; returns the new outbox ids (empty if planned before)."""
+        name = template or DEFAULT_TEMPLATES[kind]
+        ctx = self.context(ticket, ruleset, kind=kind, rule=rule, owner=owner,
+                           original_text=(original.text[:20000] if original else ""),
+                           extra=extra)
+        rendered = templates.render(name, ctx)
+        if ticket.source == "helpscout" and self.helpscout and (
+                kind in REQUESTER_KINDS or kind == "forward"):
+            return self._plan_helpscout(ticket=ticket, kind=kind, to=to, trigger=trigger,
+                                        now=now, rendered=rendered, rule=rule, owner=owner,
+                                        status=helpscout_status, team_text=ctx)
+        return self._plan_mail(ticket=ticket, kind=kind, to=to, trigger=trigger, now=now,
+                               rendered=rendered, rule=rule, original=original)
+
+    def _plan_mail(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str,
+                   now: datetime, rendered: Any, rule: str | None,
+                   original: Message | None) -> list[int]:
+        key = f"t{ticket.id}:{kind}:{trigger}"
+        if self.mail_channel is None:
+            return self._plan_without_mail(ticket, kind, key, rendered, now, rule)
+        to_requester = kind in REQUESTER_KINDS
+        message_id = make_message_id(ticket.id, kind, self.settings.from_domain)
+        if to_requester:
+            subject = ticket_subject(ticket.subject, ticket.id)
+            in_reply_to = ticket.last_message_id
+            references = list(ticket.refs)
+            if ticket.root_message_id and ticket.root_message_id not in references:
+                references.insert(0, ticket.root_message_id)
+            if in_reply_to and in_reply_to not in references:
+                references.append(in_reply_to)
+        else:
+            label = {"alert": "Critical", "forward": "Assigned to you", "relay": "New reply",
+                     "assigned_reminder": "Reminder", "first_response_overdue": "Overdue",
+                     "undeliverable": "Undeliverable"}.get(kind, kind)
+            subject = f"[#{ticket.id}] {label}: {ticket.subject or 'support request'}"
+            in_reply_to, references = None, []
+        auto = AUTO_SUBMITTED.get(kind, "auto-generated")
+        recipients, suppressed = self._screen(to, to_requester=to_requester, now=now)
+        payload = compose(
+            kind=kind, from_header=self.settings.from_header, to=recipients or to,
+            subject=subject, text=rendered.text, html=rendered.html, message_id=message_id,
+            date=now, in_reply_to=in_reply_to, references=references, auto_submitted=auto,
+            attach_original=(original.raw if original is not None and kind in
+                             {"forward", "relay"} else None),
+            extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
+        )
+        status, error = ("pending", None) if recipients else ("suppressed", "; ".join(suppressed))
+        outbox_id = self.store.add_outbox(
+            idem_key=key, ticket_id=ticket.id, kind=kind, channel=self.mail_channel,
+            message_id=message_id, envelope_from=self.settings.from_addr,
+            recipients=recipients, payload=payload, now=now, rule=rule, status=status,
+            error=error)
+        if outbox_id is None:
+            return []
+        self.store.add_thread_id(message_id, ticket.id)
+        if suppressed:
+            self.store.log(now, ticket.id, "suppressed", f"{kind}: " + "; ".join(suppressed),
+                           rule=rule)
+            log.warning("send suppressed", ticket=ticket.id, kind=kind, why=suppressed)
+        if recipients:
+            self.store.log(now, ticket.id, "planned",
+                           f"{kind} to {', '.join(recipients)}", rule=rule)
+        return [outbox_id]
+
+    def _plan_without_mail(self, ticket: Ticket, kind: str, key: str, rendered: Any,
+                           now: datetime, rule: str | None) -> list[int]:
+        """Help Scout-only deployments have no mail: team messages go to the webhook/log."""
+        if kind in REQUESTER_KINDS:
+            self.store.log(now, ticket.id, "suppressed", f"{kind}: no channel to the requester",
+                           rule=rule)
+            log.error("no channel for requester message", ticket=ticket.id, kind=kind)
+            return []
+        if kind in {"alert", "first_response_overdue", "undeliverable"}:
+            log.error("alert", ticket=ticket.id, kind=kind, text=rendered.text[:500])
+        if not self.alert_webhook:
+            self.store.log(now, ticket.id, "logged", f"{kind}: no mail channel; logged only",
+                           rule=rule)
+            return []
+        payload = json.dumps({"text": f"[#{ticket.id}] {ticket.subject}\n\n{rendered.text}",
+                              "ticket": ticket.id, "kind": kind}).encode()
+        outbox_id = self.store.add_outbox(
+            idem_key=key, ticket_id=ticket.id, kind=kind, channel="webhook",
+            message_id=f"webhook:{key}", envelope_from="", recipients=["webhook"],
+            payload=payload, now=now, rule=rule)
+        if outbox_id:
+            self.store.log(now, ticket.id, "planned", f"{kind} to the alert webhook", rule=rule)
+        return [outbox_id] if outbox_id else []
+
+    def _plan_helpscout(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str,
+                        now: datetime, rendered: Any, rule: str | None, owner: str | None,
+                        status: str | None, team_text: dict[str, Any]) -> list[int]:
+        from bot.helpscout import ops
+
+        assert ticket.conversation_id is not None
+        conv = ticket.conversation_id
+        planned: list[tuple[str, str, bytes, list[str]]] = []  # (suffix, kind, payload, to)
+        if kind == "forward":
+            target = owner or (to[0] if to else "")
+            if target.isdigit():
+                planned.append(("assign", "assign", ops.assign_op(conv, int(target)), [target]))
+            note = (f"Assigned by supportbot to {team_text['owner_name'] or target} "
+                    f"(rule: {rule or 'n/a'}).")
+            marker = f"sb:t{ticket.id}:{kind}:{trigger}:note"
+            planned.append(("note", "note", ops.note_op(conv, note, marker), [target]))
+        else:
+            reply_status = status or ("pending" if kind in {"ask_info", "answer", "check_in"}
+                                      else "closed" if kind == "closure" else "active")
+            recipients, suppressed = self._screen(to, to_requester=True, now=now)
+            if suppressed and not recipients:
+                self.store.log(now, ticket.id, "suppressed", f"{kind}: " + "; ".join(suppressed),
+                               rule=rule)
+                return []
+            marker = f"sb:t{ticket.id}:{kind}:{trigger}"
+            planned.append(("reply", kind, ops.reply_op(
+                conv, ticket.customer_id or 0, rendered.text, rendered.html, reply_status,
+                marker), to))
+        ids: list[int] = []
+        for suffix, op_kind, payload, recipients in planned:
+            key = f"t{ticket.id}:{kind}:{trigger}:{suffix}"
+            outbox_id = self.store.add_outbox(
+                idem_key=key, ticket_id=ticket.id, kind=op_kind if suffix != "reply" else kind,
+                channel="helpscout", message_id=f"helpscout:{key}", envelope_from="",
+                recipients=recipients, payload=payload, now=now, rule=rule)
+            if outbox_id:
+                ids.append(outbox_id)
+                self.store.log(now, ticket.id, "planned",
+                               f"Help Scout {suffix} ({kind})", rule=rule)
+        return ids
+
+    def plan_tags(self, ticket: Ticket, tags: list[str], trigger: str, now: datetime) -> None:
+        """Help Scout has no priority field: priority and rule tags are merged into its tags."""
+        from bot.helpscout import ops
+
+        if ticket.source != "helpscout" or not self.helpscout or not tags:
+            return
+        assert ticket.conversation_id is not None
+        key = f"t{ticket.id}:tags:{trigger}"
+        self.store.add_outbox(
+            idem_key=key, ticket_id=ticket.id, kind="tags", channel="helpscout",
+            message_id=f"helpscout:{key}", envelope_from="", recipients=[],
+            payload=ops.tags_op(ticket.conversation_id, sorted(set(tags))), now=now)
+
+    # -- loop safety --------------------------------------------------------------------
+    def _screen(self, to: list[str], *, to_requester: bool,
+                now: datetime) -> tuple[list[str], list[str]]:
+        """Split recipients into those we may write to and reasons for the others."""
+        ok: list[str] = []
+        why: list[str] = []
+        cap = self.cap
+        for address in to:
+            a = address.lower()
+            if a == self.settings.from_addr:
+                why.append(f"{a} is the bot's own address")
+            elif self.store.is_undeliverable(a):
+                why.append(f"{a} is undeliverable (bounced)")
+            elif (to_requester and cap is not None and not self.team.is_team(a)
+                  and self.store.recent_sends_to(a, now - timedelta(hours=24)) >= cap):
+                why.append(f"{a} reached the cap of {cap} automatic messages per 24 h")
+            else:
+                ok.append(a)
+        return ok, why
+
+    cap: int | None = 5
+    team: Team = Team(frozenset())
+
+
+def owner_name(owner: str, settings: Any) -> str:
+    """A friendly name for who has the ticket: the owners' table name, else the address."""
+    for name, target in getattr(settings, "owners", {}).items():
+        if str(target).lower() == owner.lower() or name == owner:
+            return f"our {name.replace('_', ' ').replace('-', ' ')} team"
+    return owner

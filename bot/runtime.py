@@ -1,0 +1,125 @@
+"""Wiring: which sources and channels a set of Settings asks for.
+
+The only place that knows every adapter; the worker itself sees protocols.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from bot.channels.base import Channel
+from bot.channels.dryrun import DryRunChannel
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.outbox import SentFolder
+from bot.rules.reload import RulesHolder
+from bot.sources.base import Source
+from bot.store import Store
+from bot.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Parts:
+    sources: list[Source]
+    channels: dict[str, Channel]
+    sent_folder: SentFolder | None
+
+
+def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
+    sources: list[Source] = []
+    channels: dict[str, Channel] = {}
+    sent_folder: SentFolder | None = None
+    helpscout_client = None
+
+    if settings.smtp is not None:
+        from bot.channels.smtp import SmtpChannel
+
+        channels["smtp"] = SmtpChannel(settings.smtp, ca_file=settings.ca_file,
+                                       tls_insecure=settings.tls_insecure)
+    elif settings.outbox_maildir_path is not None:
+        from bot.channels.maildir import MaildirChannel
+
+        channels["maildir"] = MaildirChannel(settings.outbox_maildir_path)
+
+    if settings.alert_webhook_url:
+        from bot.channels.webhook import WebhookChannel
+
+        channels["webhook"] = WebhookChannel(settings.alert_webhook_url)
+
+    if settings.helpscout is not None:
+        from bot.channels.helpscout import HelpScoutChannel
+        from bot.helpscout.client import HelpScoutClient
+        from bot.sources.helpscout import HelpScoutSource
+
+        helpscout_client = HelpScoutClient(settings.helpscout, clock=clock)
+        channels["helpscout"] = HelpScoutChannel(helpscout_client)
+        sources.append(HelpScoutSource(helpscout_client, settings.helpscout, store,
+                                       poll_seconds=settings.poll_seconds, clock=clock))
+
+    if settings.imap is not None:
+        from bot.sources.imap import ImapSource
+
+        sources.append(ImapSource(settings.imap, store, poll_seconds=settings.poll_seconds,
+                                  ca_file=settings.ca_file, tls_insecure=settings.tls_insecure))
+        if settings.imap.sent_folder and "smtp" in channels:
+            from bot.channels.imap_sent import ImapSentFolder
+
+            sent_folder = ImapSentFolder(settings.imap, settings.imap.sent_folder,
+                                         ca_file=settings.ca_file,
+                                         tls_insecure=settings.tls_insecure)
+
+    if settings.embedded_default and settings.maildir_path is not None:
+        from bot.sources.maildir import MaildirSource
+
+        sources.append(MaildirSource(settings.maildir_path, store, store.has_ref,
+                                     poll_seconds=settings.poll_seconds))
+    return Parts(sources, channels, sent_folder)
+
+
+def dry_run_copy(state_path: Path) -> Path:
+    """A private copy of the state: dry-run works on it, so the real store never changes."""
+    tmpdir = Path(tempfile.mkdtemp(prefix="supportbot-dryrun-"))
+    copy = tmpdir / "state.db"
+    if state_path.exists():
+        src = sqlite3.connect(str(state_path))
+        dst = sqlite3.connect(str(copy))
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+    return copy
+
+
+@asynccontextmanager
+async def open_worker(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Worker]:
+    """A ready worker for `settings` (dry-run: on a copy of the store, printing channels)."""
+    clock = clock or SystemClock()
+    rules = RulesHolder(settings.rules_path, settings.templates_path)
+    state_path = dry_run_copy(settings.state_path) if settings.dry_run else settings.state_path
+    store = Store(state_path)
+    parts = build_parts(settings, store, clock)
+    channels = parts.channels
+    if settings.dry_run:
+        channels = {name: DryRunChannel(name) for name in channels}
+    worker = Worker(settings, store, clock, rules, parts.sources, channels,
+                    sent_folder=None if settings.dry_run else parts.sent_folder)
+    try:
+        yield worker
+    finally:
+        await worker.aclose()
+        if settings.dry_run:
+            for channel in parts.channels.values():
+                await channel.aclose()
+        store.close()
+        if settings.dry_run:
+            shutil.rmtree(state_path.parent, ignore_errors=True)

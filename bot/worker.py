@@ -1,0 +1,199 @@
+"""The run loop: read sources -> decide -> plan (one transaction) -> send -> fire due timers.
+
+Push where possible (IMAP IDLE, Help Scout webhook), polling otherwise; between cycles it
+sleeps until the earliest of: new mail, the next due timer, the next outbox retry, the
+poll interval. SIGTERM/SIGINT stop taking new work, let the step in hand finish (each
+step is a transaction, so stopping mid-step rolls it back) and return within seconds.
+SIGHUP reloads rules.yaml and templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from bot.channels.base import Channel
+from bot.clock import Clock
+from bot.config import Settings
+from bot.errors import AuthError, SourceError
+from bot.lifecycle.followup import Lifecycle
+from bot.outbox import Outbox, SentFolder
+from bot.pipeline import Outcome, Pipeline
+from bot.plan import Planner, Team
+from bot.sources.base import Source
+from bot.store import Store
+
+log = structlog.get_logger(__name__)
+
+AUTH_RETRY = timedelta(minutes=10)
+
+
+@dataclass
+class CycleReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+    retry: int = 0
+    timers: list[tuple[str, int]] = field(default_factory=list)
+    source_errors: dict[str, str] = field(default_factory=dict)
+
+
+def mail_channel_name(channels: dict[str, Channel]) -> str | None:
+    return "smtp" if "smtp" in channels else "maildir" if "maildir" in channels else None
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: Store, clock: Clock, rules: Any,
+                 sources: list[Source], channels: dict[str, Channel], *,
+                 sent_folder: SentFolder | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.rules = rules
+        self.sources = sources
+        self.channels = channels
+        self.planner = Planner(settings, store, mail_channel=mail_channel_name(channels),
+                               helpscout="helpscout" in channels,
+                               alert_webhook="webhook" in channels)
+        self.lifecycle = Lifecycle(store, self.planner)
+        self.pipeline = Pipeline(settings, store, self.planner, self.lifecycle, rules)
+        self.outbox = Outbox(store, channels, on_sent=self.lifecycle.message_sent,
+                             sent_folder=sent_folder)
+        self.stop_event = asyncio.Event()
+        self._reload_requested = False
+        self._paused_until: dict[str, datetime] = {}
+        self._recovered = False
+        self._apply_rules()
+
+    # -- rules --------------------------------------------------------------------------
+    def _apply_rules(self) -> None:
+        """Loop-safety settings follow the rules in force (they can change on reload)."""
+        ruleset, _ = self.rules.current
+        s = ruleset.settings
+        team = {self.settings.from_addr}
+        team.update(a.lower() for a in s.team_addresses)
+        self.planner.team = Team(frozenset(team))
+        self.planner.cap = s.per_recipient_per_day
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self.stop_waiting()
+
+    def _maybe_reload(self) -> None:
+        forced, self._reload_requested = self._reload_requested, False
+        if self.rules.maybe_reload(force=forced):
+            self._apply_rules()
+
+    # -- one cycle ----------------------------------------------------------------------
+    async def cycle(self) -> CycleReport:
+        """One complete pass: drain every source, fire due timers, send everything due."""
+        report = CycleReport()
+        if not self._recovered:
+            await self.outbox.recover(self.clock.now())
+            self._recovered = True
+        self._maybe_reload()
+        for source in self.sources:
+            if self.stop_event.is_set():
+                break
+            await self._drain(source, report)
+        if not self.stop_event.is_set():
+            ruleset, templates = self.rules.current
+            report.timers = self.lifecycle.fire_due(self.clock.now(), ruleset, templates)
+            await self._flush(report)
+        with self.store.transaction():
+            self.store.set_meta("heartbeat", self.clock.now().isoformat())
+        return report
+
+    async def _drain(self, source: Source, report: CycleReport) -> None:
+        paused = self._paused_until.get(source.name)
+        if paused and self.clock.now() < paused:
+            report.source_errors[source.name] = "paused after an authentication failure"
+            return
+        try:
+            async for batch in source.batches():
+                report.outcomes += self.pipeline.ingest_batch(
+                    source.cursor_key, batch, self.clock.now())
+                await self._flush(report)  # answer the first batch before reading the next
+                if self.stop_event.is_set():
+                    break
+        except AuthError as exc:
+            self._paused_until[source.name] = self.clock.now() + AUTH_RETRY
+            report.source_errors[source.name] = str(exc)
+            log.error("source authentication failed; retrying in 10 minutes",
+                      source=source.name, error=str(exc))
+        except SourceError as exc:
+            report.source_errors[source.name] = str(exc)
+            log.error("source unreachable", source=source.name, error=str(exc))
+
+    async def _flush(self, report: CycleReport) -> None:
+        result = await self.outbox.flush(self.clock.now(), stop=self.stop_event)
+        report.sent += result.sent
+        report.failed += result.failed
+        report.retry += result.retry
+
+    # -- the loop -----------------------------------------------------------------------
+    async def run_forever(self) -> None:
+        self._install_signals()
+        log.info("worker started", sources=[s.name for s in self.sources],
+                 channels=sorted(self.channels), dry_run=self.settings.dry_run)
+        try:
+            while not self.stop_event.is_set():
+                report = await self.cycle()
+                if self.stop_event.is_set():
+                    break
+                await self._wait(self._next_wake_seconds(report))
+        finally:
+            log.info("worker stopped")
+
+    def _next_wake_seconds(self, report: CycleReport) -> float:
+        now = self.clock.now()
+        wake = self.settings.poll_seconds
+        for due in (self.store.next_timer_due(), self.store.next_outbox_attempt()):
+            if due is not None:
+                wake = min(wake, max((due - now).total_seconds(), 0.0))
+        return max(wake, 0.05)
+
+    async def _wait(self, timeout: float) -> None:
+        self._wait_tasks = [asyncio.create_task(s.wait(timeout)) for s in self.sources]
+        stopper = asyncio.create_task(self.stop_event.wait())
+        sleeper = asyncio.create_task(asyncio.sleep(timeout))
+        tasks = [*self._wait_tasks, stopper, sleeper]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop_waiting(self) -> None:
+        for task in getattr(self, "_wait_tasks", []):
+            task.cancel()
+
+    def stop(self) -> None:
+        if not self.stop_event.is_set():
+            log.info("stopping: finishing the step in hand")
+        self.stop_event.set()
+        self.stop_waiting()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    async def aclose(self) -> None:
+        for source in self.sources:
+            try:
+                await source.aclose()
+            except Exception as exc:
+                log.warning("source close failed", source=source.name, error=str(exc))
+        for channel in self.channels.values():
+            try:
+                await channel.aclose()
+            except Exception as exc:
+                log.warning("channel close failed", channel=channel.name, error=str(exc))
