@@ -1,0 +1,38 @@
+# The two commands at the top of README.md: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test test-fast install install-test bench reliability-long check clean
+
+$(BIN)/supportbot: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+install: $(BIN)/supportbot
+
+install-test: install
+	bash scripts/install-test-deps.sh
+
+demo: install
+	$(BIN)/supportbot demo
+
+test: install-test
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+check: install
+	$(BIN)/supportbot check
+
+bench: install-test
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+reliability-long: install-test
+	$(BIN)/python bench/reliability.py --long
+
+clean:
+	rm -rf $(VENV) var demo-output .pytest_cache
