@@ -72,7 +72,8 @@ class Pipeline:
                 outcomes.append(self._ingest_safely(item, now, initial=batch.initial))
             if batch.cursor is not None:
                 self.store.set_cursor(source_key, batch.cursor, now)
-            self.store.set_meta(f"source:{source_key}:last_read", now.isoformat())
+            if source_key != "quarantine":
+                self.store.set_meta(f"source:{source_key}:last_read", now.isoformat())
         for outcome in outcomes:
             if outcome.status not in {"known", "duplicate"}:
                 d = outcome.decision

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from bot import metrics
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.config import Settings
@@ -25,8 +26,9 @@ from bot.lifecycle.followup import Lifecycle
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner, Team
-from bot.sources.base import Source
+from bot.sources.base import Batch, Inbound, Source
 from bot.store import Store
+from bot.store.store import unpack_raw
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,7 @@ class Worker:
             await self.outbox.recover(self.clock.now())
             self._recovered = True
         self._maybe_reload()
+        self._retry_quarantined(report)
         for source in self.sources:
             if self.stop_event.is_set():
                 break
@@ -105,8 +108,13 @@ class Worker:
             ruleset, templates = self.rules.current
             report.timers = self.lifecycle.fire_due(self.clock.now(), ruleset, templates)
             await self._flush(report)
+        now = self.clock.now()
         with self.store.transaction():
-            self.store.set_meta("heartbeat", self.clock.now().isoformat())
+            self.store.set_meta("heartbeat", now.isoformat())
+            self.store.set_meta("rules:last_reload_ok", "1" if self.rules.last_reload_ok else "0")
+        metrics.observe_cycle(report, now, {
+            k.split(":")[1]: v for k, v in self.store.meta_items("source:").items()},
+            self.rules.last_reload_ok)
         return report
 
     async def _drain(self, source: Source, report: CycleReport) -> None:
@@ -129,6 +137,18 @@ class Worker:
         except SourceError as exc:
             report.source_errors[source.name] = str(exc)
             log.error("source unreachable", source=source.name, error=str(exc))
+
+    def _retry_quarantined(self, report: CycleReport) -> None:
+        """Messages an operator handed back (`supportbot quarantine retry ID`)."""
+        for row in self.store.quarantined("retry"):
+            raw = unpack_raw(row["raw"])
+            with self.store.transaction():
+                self.store.forget_ref(row["ref"])
+                self.store.set_quarantine_status(row["id"], "released")
+            item = Inbound(source=row["source"], ref=row["ref"], raw=raw,
+                           received_at=self.clock.now())
+            report.outcomes += self.pipeline.ingest_batch(
+                "quarantine", Batch(items=[item]), self.clock.now())
 
     async def _flush(self, report: CycleReport) -> None:
         result = await self.outbox.flush(self.clock.now(), stop=self.stop_event)

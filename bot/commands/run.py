@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
 async def _main(settings, *, once: bool) -> int:  # type: ignore[no-untyped-def]
     async with open_worker(settings) as worker:
         if not once:
+            if settings.metrics_port:
+                from bot import metrics
+
+                metrics.serve(settings.metrics_port)
             await worker.run_forever()
             return 0
         report = await worker.cycle()

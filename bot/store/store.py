@@ -426,8 +426,9 @@ class Store:
     def quarantine(self, *, ref: str, source: str, raw: bytes | None, error: str,
                    now: datetime) -> None:
         self.conn.execute(
-            "INSERT OR IGNORE INTO quarantine(ref, source, raw, error, at, status)"
-            " VALUES (?,?,?,?,?,'held')", (ref, source, pack_raw(raw), error[:2000], to_iso(now)))
+            "INSERT INTO quarantine(ref, source, raw, error, at, status) VALUES (?,?,?,?,?,'held')"
+            " ON CONFLICT(ref) DO UPDATE SET status = 'held', error = excluded.error,"
+            " at = excluded.at", (ref, source, pack_raw(raw), error[:2000], to_iso(now)))
 
     def quarantined(self, status: str = "held") -> list[sqlite3.Row]:
         return list(self.conn.execute(
