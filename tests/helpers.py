@@ -1,0 +1,88 @@
+"""Building blocks for end-to-end tests: a worker on the embedded Maildir set-up."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from bot.clock import FakeClock
+from bot.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_mail(*, sender: str = "Ann Example <ann@customer.example>", subject: str = "Hello",
+              body: str = "Hi there, I have a question about my account settings page.",
+              message_id: str | None = "<m1@customer.example>", date: datetime | None = None,
+              headers: dict[str, str] | None = None, in_reply_to: str | None = None,
+              to: str = "Support <support@example.com>") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    if date is not None:
+        msg["Date"] = format_datetime(date)
+    if message_id:
+        msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def deliver(inbox: Path, raw: bytes, when: datetime) -> str:
+    box = mailbox.Maildir(str(inbox), create=True)
+    key = box.add(mailbox.MaildirMessage(raw))
+    ts = when.timestamp()
+    os.utime(inbox / "new" / key, (ts, ts))
+    return key
+
+
+def embedded_settings(tmp: Path, **env: str) -> Settings:
+    base = {
+        "SUPPORTBOT_STATE": str(tmp / "state.db"),
+        "SUPPORTBOT_MAILDIR": str(tmp / "inbox"),
+        "SUPPORTBOT_OUTBOX_MAILDIR": str(tmp / "outbox"),
+        "SUPPORTBOT_RULES": str(REPO / "rules.yaml"),
+        "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
+        "SUPPORTBOT_FROM": "Acme Support <support@example.com>",
+    }
+    base.update(env)
+    return load_settings(base, cwd=tmp)
+
+
+@dataclass
+class Sent:
+    to: str
+    subject: str
+    kind: str
+    ticket: str
+    message: EmailMessage
+
+
+def outbox_mail(path: Path) -> list[Sent]:
+    """Everything the bot wrote to the outbox Maildir, oldest first."""
+    if not (path / "new").is_dir():
+        return []
+    files = sorted((path / "new").iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    out = []
+    for f in files:
+        msg = message_from_bytes(f.read_bytes(), policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        out.append(Sent(to=str(msg["To"]), subject=str(msg["Subject"]),
+                        kind=str(msg["X-Supportbot-Kind"]), ticket=str(msg["X-Supportbot-Ticket"]),
+                        message=msg))
+    return out
+
+
+def clock_at(when: datetime) -> FakeClock:
+    return FakeClock(when)
