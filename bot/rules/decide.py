@@ -1,0 +1,140 @@
+"""The pure decision: (message, ticket, now, rules) -> Decision with a trace. No I/O.
+
+The worker, dry-run, `explain`, `replay` and the tests all call this one function, so what
+ops see in `explain` is what production does. It never raises: an internal error still
+acknowledges the requester, with the error in the trace.
+
+How matched rules combine (documented in docs/rules.md):
+- rules run in order; the first match stops evaluation unless it has ``continue: true``;
+- priority: the most severe any matched rule sets, else the default; topic: the first set;
+  tags: all of them;
+- the requester hears one answer: the first acknowledge / ask_info / answer among matched
+  rules; forwards from every matched rule merge into one forward (its notice tells the
+  requester who has it, so a plain acknowledgement is dropped next to it);
+- critical priority adds an alert to settings.oncall.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.mail.automated import detect_automated
+from bot.mail.compose import reply_recipient
+from bot.model import PRIORITIES, Action, Decision, Message, Priority, TicketView, TraceStep
+from bot.rules.match import Facts
+from bot.rules.ruleset import Rule, RuleSet
+
+REQUESTER_ACTIONS = ("acknowledge", "ask_info", "answer")
+FOLLOWUP_ACTIONS = frozenset({"ask_info", "answer"})
+
+
+def decide(message: Message, ticket: TicketView | None, now: datetime, ruleset: RuleSet, *,
+           own_addresses: frozenset[str] = frozenset(),
+           own_domain: str | None = None) -> Decision:
+    """Classify one message; see the module docstring for how rules combine."""
+    try:
+        return _decide(message, ticket, ruleset, own_addresses, own_domain)
+    except Exception as exc:  # a broken message or rule must never lose the ticket
+        return _fallback(message, ruleset, exc)
+
+
+def _decide(message: Message, ticket: TicketView | None, ruleset: RuleSet,
+            own_addresses: frozenset[str], own_domain: str | None) -> Decision:
+    machine = detect_automated(message, own_addresses=own_addresses, own_domain=own_domain)
+    if machine:
+        return Decision(ignored=True, reason=machine,
+                        trace=(TraceStep("automated", True, machine),))
+    trace = [TraceStep("automated", False, "no sign of automated mail")]
+    if ticket is not None:
+        trace.append(TraceStep(f"ticket #{ticket.id}", True,
+                               f"reply to ticket #{ticket.id} ({ticket.state}); the ticket's "
+                               "lifecycle handles it, rules are not run"))
+        return Decision(ignored=False, reason=None, priority=ticket.priority,
+                        topic=ticket.topic, owner=ticket.owner, trace=tuple(trace))
+
+    facts = Facts(message)
+    matched: list[Rule] = []
+    stopped_by: str | None = None
+    for rule in ruleset.rules:
+        if stopped_by is not None:
+            trace.append(TraceStep(rule.name, False, f"not evaluated: '{stopped_by}' matched "
+                                   "first"))
+            continue
+        hit, why = rule.matcher.test(facts)
+        trace.append(TraceStep(rule.name, hit, why))
+        if hit:
+            matched.append(rule)
+            if not rule.continue_:
+                stopped_by = rule.name
+    return _combine(message, matched, ruleset, trace)
+
+
+def _combine(message: Message, matched: list[Rule], ruleset: RuleSet,
+             trace: list[TraceStep]) -> Decision:
+    defaults = ruleset.defaults
+    requester = reply_recipient(message)
+    to_requester = (requester,) if requester else ()
+
+    priorities = [r.priority for r in matched if r.priority]
+    priority: Priority = min(priorities, key=PRIORITIES.index) if priorities \
+        else defaults.priority
+    topic = next((r.topic for r in matched if r.topic), defaults.topic)
+    tags = tuple(dict.fromkeys(t for r in matched for t in r.tags))
+
+    answer: Action | None = None
+    forward: Action | None = None
+    for rule in matched:
+        if rule.action == "forward":
+            if forward is None:
+                forward = Action("forward", rule.to, rule.template or "forward", rule.name,
+                                 notice_template=rule.notice_template)
+            else:
+                extra = tuple(t for t in rule.to if t not in forward.to)
+                forward = Action("forward", forward.to + extra, forward.template, forward.rule,
+                                 notice_template=forward.notice_template)
+        elif rule.action in REQUESTER_ACTIONS:
+            if answer is None:
+                answer = Action(rule.action, to_requester, rule.template or rule.action,
+                                rule.name)
+            else:
+                trace.append(TraceStep(rule.name, True, f"its {rule.action} is not sent: the "
+                                       f"requester already gets {answer.kind} from "
+                                       f"'{answer.rule}'"))
+    if answer is None and forward is None:
+        if defaults.action is None:  # the loader guarantees a catch-all rule or a default
+            raise RuntimeError("no rule matched and rules.yaml has no default action")
+        answer = Action(defaults.action, to_requester, defaults.template or defaults.action,
+                        "defaults")
+        trace.append(TraceStep("defaults", True, f"no rule chose an action: default "
+                               f"{defaults.action}"))
+    if forward is not None and answer is not None and answer.kind == "acknowledge":
+        trace.append(TraceStep(answer.rule, True, "acknowledge dropped: the forward notice "
+                               "already tells the requester who has the ticket"))
+        answer = None
+
+    actions = [a for a in (forward, answer) if a is not None]
+    oncall = ruleset.settings.oncall
+    if priority == "critical" and oncall:
+        source = next((r for r in matched if r.priority == "critical"), None)
+        actions.append(Action("alert", (oncall,),
+                              source.alert_template if source and source.alert_template
+                              else "alert", source.name if source else "defaults"))
+    return Decision(
+        ignored=False, reason=None, priority=priority, topic=topic, tags=tags,
+        rules=tuple(r.name for r in matched), actions=tuple(actions),
+        owner=forward.to[0] if forward and forward.to else None,
+        followup=any(a.kind in FOLLOWUP_ACTIONS for a in actions), trace=tuple(trace))
+
+
+def _fallback(message: Message, ruleset: RuleSet, exc: Exception) -> Decision:
+    """Still acknowledge: a requester hearing nothing is the worst outcome."""
+    try:
+        requester = reply_recipient(message)
+    except Exception:  # the message object itself is unusable
+        requester = None
+    error = f"internal error: {type(exc).__name__}: {exc}"
+    return Decision(
+        ignored=False, reason=None, priority=ruleset.defaults.priority,
+        actions=(Action("acknowledge", (requester,) if requester else (), "acknowledge",
+                        "(internal error)"),),
+        trace=(TraceStep("error", True, f"{error}; acknowledged by default"),))
