@@ -1,0 +1,293 @@
+"""Building the bot's outgoing mail: replies that thread, forwards, alerts.
+
+Every value that reaches a header passes through here and is sanitised, so text from a
+requester (a subject, a display name) can never add a header or a recipient.
+
+Header choices (RFC 3834 and what help desks learned):
+
+- ``Auto-Submitted``: ``auto-replied`` on direct answers to a requester's message,
+  ``auto-generated`` on messages the bot starts itself (check-ins, closures, alerts).
+  This is the standard marker RFC-compliant responders (Sieve vacation, RFC 5230) honour.
+- ``X-Auto-Response-Suppress: All``: Exchange/Outlook ignore ``Auto-Submitted`` but honour
+  this one, so their out-of-office replies stay away from us.
+- No ``Precedence``: it is non-standard (RFC 2076 calls it "controversial, discouraged";
+  RFC 3834 standardises ``Auto-Submitted`` instead) and ``bulk``/``junk`` push a personal
+  reply towards spam or "promotions" folders. Responders that honour neither header are
+  stopped by the per-recipient caps and loop detection, not by a header. A caller that
+  wants it anyway can pass it in ``extra_headers``.
+- ``X-Supportbot-Ticket`` / ``X-Supportbot-Kind``: for operators and tests; the reliable
+  "this is ours" signal is the Message-ID shape from `make_message_id`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from bot.model import Message
+
+
+class ComposeError(ValueError):
+    """The message cannot be built safely (no valid sender or recipient, bad header)."""
+
+
+# Message-IDs: `<sb.{ticket}.{kind}.{random}@{domain}>`; bot.mail.automated recognises them.
+OWN_ID = re.compile(r"^<sb\.(\d+)\.([a-z0-9_-]+)\.([0-9a-f]+)@([^<>@\s]+)>$")
+TICKET_REF = re.compile(r"\[#(\d{1,12})\]")
+# Reply prefixes in the languages help desks meet most (Re, Aw, Sv, Antw, Odp, Ynt, Vs...),
+# including counters like "Re[2]:" and "Re(3):".
+_REPLY_PREFIX = re.compile(
+    r"^\s*(?:re|aw|sv|vs|antw|antwort|odp|ynt|rif|ref|réf|res|atb)"
+    r"(?:\s*[\[(]\d+[\])])?\s*:\s*", re.IGNORECASE)
+_MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 5322 ftext)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_NEWLINES = re.compile(rb"\r\n|\r|\n")
+
+MAX_REFERENCES = 20  # the root plus the most recent ids: enough to thread, bounded in size
+MAX_SUBJECT = 250
+# Set by compose() itself; extra_headers may not replace them.
+_RESERVED = frozenset({
+    "from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references",
+    "reply-to", "sender", "mime-version", "content-type", "content-transfer-encoding",
+    "content-disposition", "return-path",
+})
+
+
+class _IdListHeader(UnstructuredHeader):
+    """Message-ID lists folded between ids.
+
+    The stdlib folds long unstructured headers by RFC 2047-encoding them, which turns
+    ``References`` into something no mail client can thread on.
+    """
+
+    max_count = 1
+
+    def fold(self, *, policy: email_policy.Policy) -> str:
+        name: str = self.name  # type: ignore[attr-defined]  # set by BaseHeader at run time
+        return f"{name}: " + f"{policy.linesep} ".join(str(self).split()) + policy.linesep
+
+
+_registry = HeaderRegistry()
+for _name in ("message-id", "in-reply-to", "references"):
+    _registry.map_to_type(_name, _IdListHeader)  # type: ignore[arg-type]
+POLICY = email_policy.SMTP.clone(header_factory=_registry)
+
+
+def make_message_id(ticket_id: int, kind: str, domain: str) -> str:
+    """A fresh Message-ID that says "ours" when it comes back (stored before sending)."""
+    safe_kind = re.sub(r"[^a-z0-9_-]", "", kind.lower()) or "mail"
+    safe_domain = re.sub(r"[^A-Za-z0-9.-]", "", domain).strip(".") or "localhost"
+    return f"<sb.{int(ticket_id)}.{safe_kind}.{secrets.token_hex(8)}@{safe_domain}>"
+
+
+def clean(value: str) -> str:
+    """One line of header text: control characters (CR, LF, NUL...) become spaces."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def find_ticket_ref(subject: str) -> int | None:
+    """The ticket number in a subject tag ``[#123]``; the last tag wins (ours is appended)."""
+    found = TICKET_REF.findall(subject or "")
+    return int(found[-1]) if found else None
+
+
+def ticket_subject(original: str, ticket_id: int) -> str:
+    """``Re: <original> [#id]``: one ``Re:``, one tag, readable when the original is empty."""
+    text = clean(original or "")
+    text = TICKET_REF.sub(lambda m: "" if int(m.group(1)) == ticket_id else m.group(0), text)
+    previous = None
+    while previous != text:
+        previous = text
+        text = _REPLY_PREFIX.sub("", text, count=1)
+    text = " ".join(text.split())
+    if len(text) > MAX_SUBJECT:
+        text = text[:MAX_SUBJECT].rstrip() + "…"
+    return f"Re: {text or 'Your request'} [#{ticket_id}]"
+
+
+def valid_address(address: str) -> str | None:
+    """The bare address, lower-cased domain, if it is a plain ASCII addr-spec; else None.
+
+    Quoted local parts and non-ASCII local parts are refused: they cannot travel without
+    SMTPUTF8 and are a favourite vehicle for injection. Non-ASCII domains become IDNA.
+    """
+    if not address or _CONTROL.search(address) or len(address) > 254:
+        return None
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not _LOCAL_PART.match(local) or len(local) > 64:
+        return None
+    if domain.startswith("[") and domain.endswith("]"):
+        return None  # address literals: never a requester we should write to
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    if not _DOMAIN.match(domain):
+        return None
+    return f"{local}@{domain.lower()}"
+
+
+def _mailbox(value: str) -> Address | None:
+    """`Name <addr>` or a bare address as a header Address, the name kept as plain text.
+
+    Deliberately not a full RFC 5322 parse: a name like ``x Bcc: evil@x <ann@x>`` would
+    parse as a group and silently change the recipient; here it stays a (quoted) name.
+    """
+    text = clean(value)
+    angle = re.fullmatch(r"(.*)<([^<>]*)>", text)
+    name, addr = (angle.group(1).strip(), angle.group(2)) if angle else ("", text)
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    bare = valid_address(addr)
+    if bare is None:
+        return None
+    local, _, domain = bare.rpartition("@")
+    return Address(display_name=clean(name), username=local, domain=domain)
+
+
+def _message_ids(values: Sequence[str | None]) -> list[str]:
+    """Valid ``<id>`` tokens in order, duplicates dropped."""
+    seen: dict[str, None] = {}
+    for value in values:
+        for mid in _MSG_ID.findall(value or ""):
+            if len(mid) <= 250:
+                seen.setdefault(mid, None)
+    return list(seen)
+
+
+def thread_references(references: Sequence[str], in_reply_to: str | None) -> list[str]:
+    """RFC 5322 3.6.4: the parent's References plus its Message-ID, capped.
+
+    When capped, the root (first) id is kept with the most recent ones, which is what
+    threading algorithms (JWZ, RFC 5256) need.
+    """
+    ids = _message_ids([*references, in_reply_to])
+    if len(ids) > MAX_REFERENCES:
+        ids = [ids[0], *ids[-(MAX_REFERENCES - 1):]]
+    return ids
+
+
+def reply_recipient(msg: Message) -> str | None:
+    """The address the bot answers: Reply-To if present, else From; None if unusable.
+
+    RFC 3834 section 4 says automatic responses SHOULD go to the Return-Path, because that
+    address takes responsibility for delivery problems; the rule is written for
+    out-of-office notices. A help desk's reply opens a conversation the requester is meant
+    to answer, and the Return-Path is often not a person at all (VERP bounce handlers of
+    web forms and CRMs, SRS-rewritten forwarders). So, like RFC 5322 3.6.2 and every help
+    desk, we write to where the author asked replies to go: Reply-To, else From (else
+    Return-Path when the message has neither). The Return-Path still vetoes: a null
+    sender ``<>`` marks a bounce or notification, which RFC 3834 says never to answer.
+    """
+    if msg.return_path == "":
+        return None
+    candidates = [*msg.reply_to, msg.from_addr, msg.return_path or ""]
+    for candidate in candidates:
+        bare = valid_address(candidate or "")
+        if bare is not None:
+            return bare.lower()
+    return None
+
+
+def _text_cte(text: str) -> str:
+    if text.isascii() and all(len(line) <= 900 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"
+
+
+def _original_part(raw: bytes) -> tuple[EmailMessage, str, bytes]:
+    """A message/rfc822 part with a placeholder body, and the exact bytes to put there.
+
+    The original is spliced in byte for byte after generation: re-serialising it through
+    the email package would re-fold or even fail on the broken mail forwards often carry.
+    """
+    body = _NEWLINES.sub(b"\r\n", raw)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    token = f"supportbot-original-{secrets.token_hex(16)}"
+    part = EmailMessage(policy=POLICY)
+    part["Content-Type"] = "message/rfc822"
+    part["Content-Disposition"] = 'attachment; filename="original.eml"'
+    part["Content-Transfer-Encoding"] = "7bit" if body.isascii() else "8bit"
+    part.set_payload(token)
+    return part, token, body
+
+
+def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, text: str,
+            html: str | None, message_id: str, date: datetime, in_reply_to: str | None = None,
+            references: Sequence[str] = (), auto_submitted: str | None = "auto-replied",
+            cc: Sequence[str] = (), reply_to: str | None = None,
+            attach_original: bytes | None = None,
+            extra_headers: Mapping[str, str] | None = None) -> bytes:
+    """The complete RFC 5322 message (CRLF line endings), ready to store and send.
+
+    Invalid To/Cc addresses are left out; `ComposeError` when the From, every To, the
+    Message-ID or an extra header is unusable.
+    """
+    sender = _mailbox(from_header)
+    if sender is None:
+        raise ComposeError(f"invalid From address: {clean(from_header)!r}")
+    recipients = [a for a in (_mailbox(v) for v in to) if a is not None]
+    if not recipients:
+        raise ComposeError(f"no valid recipient among {[clean(v) for v in to]!r}")
+    copies = [a for a in (_mailbox(v) for v in cc) if a is not None]
+    if not OWN_ID.match(message_id) and not _MSG_ID.fullmatch(message_id):
+        raise ComposeError(f"invalid Message-ID: {clean(message_id)!r}")
+
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = sender
+    msg["To"] = recipients
+    if copies:
+        msg["Cc"] = copies
+    if reply_to:
+        answer_to = _mailbox(reply_to)
+        if answer_to is not None:
+            msg["Reply-To"] = answer_to
+    msg["Subject"] = clean(subject)[:998]
+    msg["Date"] = format_datetime(date if date.tzinfo else date.replace(tzinfo=UTC))
+    msg["Message-ID"] = message_id
+    parent = _message_ids([in_reply_to])
+    if parent:
+        msg["In-Reply-To"] = parent[0]
+    refs = thread_references(references, in_reply_to)
+    if refs:
+        msg["References"] = " ".join(refs)
+    if auto_submitted:
+        msg["Auto-Submitted"] = clean(auto_submitted)
+    msg["X-Auto-Response-Suppress"] = "All"
+    own = OWN_ID.match(message_id)
+    if own:
+        msg["X-Supportbot-Ticket"] = own.group(1)
+    msg["X-Supportbot-Kind"] = clean(kind)
+    for name, value in (extra_headers or {}).items():
+        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
+            raise ComposeError(f"header {name!r} cannot be set through extra_headers")
+        del msg[name]
+        msg[name] = clean(value)
+
+    msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text))
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte=_text_cte(html))
+    if attach_original is None:
+        return msg.as_bytes()
+    part, token, body = _original_part(attach_original)
+    msg.make_mixed()
+    msg.attach(part)
+    while True:
+        generated = msg.as_bytes()
+        clashes = [p for p in msg.walk()
+                   if p.is_multipart() and str(p.get_boundary()).encode() in body]
+        if not clashes:
+            return generated.replace(token.encode(), body.removesuffix(b"\r\n"), 1)
+        for multipart in clashes:  # the original contains a boundary line: pick another
+            multipart.set_boundary(f"=_sb_{secrets.token_hex(16)}")
