@@ -1,0 +1,1 @@
+"""Real servers the tests start on loopback (Dovecot, SMTP), with fixtures to import."""
