@@ -1,0 +1,255 @@
+"""Sending the outbox through an SMTP server (aiosmtplib).
+
+One connection carries a whole batch and is closed (QUIT) after it: the outbox runs in
+bursts minutes apart, and servers drop idle sessions anyway. Each item is sent as stored
+(``payload`` already holds every header; the envelope comes from the outbox row), so a
+retry after a crash is byte-identical.
+
+Outcomes: 4xx replies and network errors are retried here with backoff, then reported
+as ``retry`` (the outbox tries again next cycle); a 5xx is ``failed`` at once and never
+retried. Problems that no item can get past — the server unreachable, TLS verification
+or authentication failing — end the batch: every remaining item is ``retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiosmtplib
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from bot.channels.base import OutboxItem, SendOutcome, SendStatus
+from bot.config import SmtpSettings
+from bot.mail.compose import valid_address
+
+log = structlog.get_logger(__name__)
+
+_NETWORK = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError,
+            TimeoutError)
+
+
+class _ConnectFailed(Exception):
+    """Could not open a usable session (temporary: worth another attempt)."""
+
+
+class _Unavailable(Exception):
+    """No item can be sent on this configuration right now (TLS, AUTH, server down)."""
+
+
+def tls_context(ca_file: Path | None, insecure: bool) -> ssl.SSLContext:
+    """System CAs plus ``ca_file``; verification off only when explicitly asked."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _ConnectFailed):
+        return True
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return any(400 <= r.code < 500 for r in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 400 <= exc.code < 500
+    return isinstance(exc, _NETWORK)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {' '.join(exc.message.split())}"
+
+
+class SmtpChannel:
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings, *, ca_file: Path | None = None,
+                 tls_insecure: bool = False, timeout: float = 30, retry_attempts: int = 3,
+                 backoff: float = 1.0) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.retry_attempts = max(1, retry_attempts)
+        self.backoff = backoff
+        self.connections = 0  # sessions opened so far; lets tests and bench see reuse
+        self._tls = tls_context(ca_file, tls_insecure) if settings.tls != "none" else None
+        self._client: aiosmtplib.SMTP | None = None
+        self._local_hostname: str | None = None
+        if tls_insecure and settings.tls != "none":
+            log.warning("TLS CERTIFICATE VERIFICATION IS DISABLED for SMTP "
+                        "(SUPPORTBOT_TLS_INSECURE=1): anyone on the network path can read "
+                        "and change the bot's mail", host=settings.host, port=settings.port)
+        if settings.tls == "none" and settings.host not in {"localhost", "127.0.0.1", "::1"}:
+            log.warning("SMTP without TLS to a non-loopback host: mail and credentials "
+                        "travel in clear text", host=settings.host, port=settings.port)
+
+    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+        outcomes: list[SendOutcome] = []
+        blocked: str | None = None
+        try:
+            for item in items:
+                if blocked is not None:
+                    outcomes.append(SendOutcome("retry", blocked))
+                    continue
+                try:
+                    outcomes.append(await self._send(item))
+                except _Unavailable as exc:
+                    blocked = str(exc)
+                    log.error("smtp unavailable; batch left for the next cycle",
+                              error=blocked, host=self.settings.host, port=self.settings.port,
+                              remaining=len(items) - len(outcomes))
+                    outcomes.append(SendOutcome("retry", blocked))
+                except Exception as exc:  # a bug here must not lose the row: retry later
+                    log.exception("smtp send raised", outbox=item.id)
+                    outcomes.append(SendOutcome("retry", f"{type(exc).__name__}: {exc}"))
+        finally:
+            await self._disconnect()
+        return outcomes
+
+    async def aclose(self) -> None:
+        await self._disconnect()
+
+    # -- one item ---------------------------------------------------------------------
+    async def _send(self, item: OutboxItem) -> SendOutcome:
+        sender = valid_address(item.envelope_from) if item.envelope_from else ""
+        recipients = [a for a in map(valid_address, item.recipients) if a is not None]
+        if sender is None or not recipients:
+            # Never let the SMTP library guess an address out of a malformed string.
+            return SendOutcome("failed", f"invalid envelope: from {item.envelope_from!r} "
+                                         f"to {list(item.recipients)!r}")
+        dropped = [r for r in item.recipients if valid_address(r) is None]
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_exponential(multiplier=self.backoff, max=self.backoff * 8)
+            + wait_random(0, self.backoff),
+            retry=retry_if_exception(_is_transient), reraise=True,
+            before_sleep=lambda state: self._log_retry(item, state))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    refused, reply = await self._transaction(item, sender, recipients)
+        except _ConnectFailed as exc:
+            raise _Unavailable(f"cannot reach SMTP server: {exc}") from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            detail = "; ".join(f"{r.recipient}: {_reply(r)}" for r in exc.recipients)
+            verdict: SendStatus = "retry" if _is_transient(exc) else "failed"
+            return SendOutcome(verdict, f"all recipients refused: {detail}")
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 530:  # "authentication required" / "STARTTLS first": configuration
+                raise _Unavailable(f"{self.settings.host} requires authentication or TLS: "
+                                   f"{_reply(exc)}") from exc
+            status: SendStatus = "retry" if _is_transient(exc) else "failed"
+            return SendOutcome(status, _reply(exc))
+        except _NETWORK as exc:
+            return SendOutcome("retry", f"network error: {type(exc).__name__}: {exc}")
+        except (aiosmtplib.SMTPException, ValueError) as exc:
+            # e.g. an envelope address that cannot be sent: no retry will fix it
+            return SendOutcome("failed", f"{type(exc).__name__}: {exc}")
+        problems = [f"{addr}: {_reply_text(r)}" for addr, r in refused.items()]
+        problems += [f"{addr!r}: not a valid address" for addr in dropped]
+        if problems:
+            log.warning("smtp recipients refused", outbox=item.id, refused=problems)
+            return SendOutcome("sent", "refused: " + "; ".join(problems), remote_id=reply)
+        return SendOutcome("sent", remote_id=reply)
+
+    def _log_retry(self, item: OutboxItem, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("smtp temporary failure, retrying", outbox=item.id,
+                    attempt=state.attempt_number, error=f"{type(exc).__name__}: {exc}")
+
+    async def _transaction(self, item: OutboxItem, sender: str, recipients: list[str],
+                           ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        client = await self._connection()
+        options = []
+        if not item.payload.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        try:
+            return await client.sendmail(sender, recipients, item.payload, mail_options=options)
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421 or not client.is_connected:  # the server is closing
+                await self._disconnect()
+            raise
+        except _NETWORK:
+            await self._disconnect()
+            raise
+
+    # -- the session ------------------------------------------------------------------
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        await self._disconnect()
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, timeout=self.timeout, use_tls=s.tls == "ssl",
+            start_tls=s.tls == "starttls", tls_context=self._tls,
+            local_hostname=self._local_hostname)
+        try:
+            await client.connect()
+            if s.user:
+                await client.login(s.user, s.password or "")
+        except Exception as exc:
+            client.close()
+            raise self._connect_error(exc) from exc
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        self._client = client
+        self._local_hostname = client.local_hostname
+        self.connections += 1
+        return client
+
+    def _connect_error(self, exc: Exception) -> Exception:
+        """Temporary trouble is worth retrying; configuration trouble is not."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        if _caused_by(exc, ssl.SSLCertVerificationError) is not None:
+            return _Unavailable(
+                f"TLS certificate of {where} not trusted ({exc}); set SUPPORTBOT_CA_FILE to "
+                "its CA, or SUPPORTBOT_TLS_INSECURE=1 to accept it unverified")
+        if _caused_by(exc, ssl.SSLError) is not None:
+            return _Unavailable(f"TLS with {where} failed: {exc}")
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and exc.code >= 500:
+            return _Unavailable(f"SMTP authentication refused by {where}: {_reply(exc)}; "
+                                "check SUPPORTBOT_SMTP_USER and SUPPORTBOT_SMTP_PASSWORD")
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            if 400 <= exc.code < 500:
+                return _ConnectFailed(f"{where} answered {_reply(exc)}")
+            return _Unavailable(f"{where} refused the session: {_reply(exc)}")
+        if isinstance(exc, _NETWORK):
+            return _ConnectFailed(f"{where}: {exc}")
+        # STARTTLS or AUTH not offered, and the like: never fall back to clear text
+        return _Unavailable(f"SMTP session with {where} unusable: {exc}")
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if client.is_connected:
+            try:
+                await client.quit(timeout=min(self.timeout, 5))
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass  # the session is over either way
+        client.close()
+
+
+def _reply_text(response: aiosmtplib.SMTPResponse) -> str:
+    return f"{response.code} {' '.join(response.message.split())}"

@@ -1,0 +1,3 @@
+"""The SMTP test servers' fixtures, for every channel test."""
+
+from tests.servers.smtp import smtp_server, tls_cert  # noqa: F401
