@@ -1,0 +1,109 @@
+"""Help Scout channel: executes the outbox's Help Scout operations (`bot.helpscout.ops`).
+
+Outcomes: `sent`; `failed` for what no retry can fix (validation errors, a deleted
+conversation, the 100-thread limit, a payload we cannot read); `retry` when Help Scout
+is unavailable (429 / 5xx / network after the client's own retries, refused
+credentials). Once one operation comes back `retry`, the rest of the batch is not
+attempted: they would only queue behind the same outage.
+
+A row that was attempted before (``attempts > 0``: a crash or an unknown outcome) first
+looks for its marker in the conversation's threads, so a reply is never posted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from bot.channels.base import OutboxItem, SendOutcome
+from bot.errors import AuthError, HelpScoutError
+from bot.helpscout.client import HelpScoutClient
+from bot.helpscout.errors import ConversationGone, HelpScoutUnavailable, ThreadLimitReached
+from bot.helpscout.ops import AssignOp, NoteOp, Op, ReplyOp, StatusOp, TagsOp, parse_op
+
+log = structlog.get_logger(__name__)
+
+
+class HelpScoutChannel:
+    name = "helpscout"
+
+    def __init__(self, client: HelpScoutClient) -> None:
+        self.client = client
+
+    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+        outcomes: list[SendOutcome] = []
+        outage: str | None = None
+        for item in items:
+            if outage is not None:
+                outcomes.append(SendOutcome("retry", f"not attempted: {outage}"))
+                continue
+            outcome = await self.send(item)
+            if outcome.status == "retry":
+                outage = outcome.detail
+            outcomes.append(outcome)
+        return outcomes
+
+    async def send(self, item: OutboxItem) -> SendOutcome:
+        """One operation; never raises."""
+        try:
+            op = parse_op(item.payload)
+        except ValueError as exc:
+            return SendOutcome("failed", f"unreadable Help Scout operation: {exc}")
+        try:
+            outcome = await self.execute(op, in_doubt=item.attempts > 0)
+        except (ConversationGone, ThreadLimitReached) as exc:
+            outcome = SendOutcome("failed", str(exc))
+        except (HelpScoutUnavailable, AuthError) as exc:
+            outcome = SendOutcome("retry", str(exc))
+        except HelpScoutError as exc:
+            transient = exc.status == 429 or exc.status >= 500
+            outcome = SendOutcome("retry" if transient else "failed", str(exc))
+        except ValueError as exc:
+            outcome = SendOutcome("failed", str(exc))
+        except Exception as exc:  # a bug must not lose the row: the outbox retries it
+            log.exception("help scout operation raised", outbox=item.id)
+            outcome = SendOutcome("retry", f"{type(exc).__name__}: {exc}")
+        log.info("help scout operation", outbox=item.id, kind=item.kind,
+                 conversation=op.conversation_id, status=outcome.status, detail=outcome.detail)
+        return outcome
+
+    async def execute(self, op: Op, *, in_doubt: bool = False) -> SendOutcome:
+        client = self.client
+        conv = op.conversation_id
+        if isinstance(op, ReplyOp):
+            customer = op.customer_id or await self._customer(conv)
+            thread = await client.reply(conv, customer, op.body, op.status, op.marker,
+                                        op.user_id, check_first=in_doubt)
+            return self._sent(conv, f"reply thread {thread} (status {op.status})", thread)
+        if isinstance(op, NoteOp):
+            thread = await client.note(conv, op.body, op.marker, check_first=in_doubt)
+            return self._sent(conv, f"note thread {thread}", thread)
+        if isinstance(op, AssignOp):
+            await client.assign(conv, op.user_id)
+            return self._sent(conv, f"assigned to user {op.user_id}")
+        if isinstance(op, TagsOp):
+            tags = await client.add_tags(conv, list(op.add))
+            return self._sent(conv, "tags: " + ", ".join(tags))
+        if isinstance(op, StatusOp):
+            await client.set_status(conv, op.status)
+            return self._sent(conv, f"status {op.status}")
+        raise ValueError(f"unsupported operation {op!r}")
+
+    async def _customer(self, conversation_id: int) -> int:
+        """The conversation's customer, when the planner did not know the id."""
+        conversation = await self.client.get_conversation(conversation_id)
+        customer = (conversation.get("primaryCustomer") or {}).get("id")
+        if not isinstance(customer, int):
+            raise ValueError(f"conversation {conversation_id} has no primary customer")
+        return customer
+
+    def _sent(self, conversation_id: int, detail: str, thread: int | None = None) -> SendOutcome:
+        current = self.client.resolve(conversation_id)
+        if current != conversation_id:
+            detail += f"; conversation {conversation_id} was merged into {current}"
+        return SendOutcome("sent", detail, remote_id=str(thread) if thread is not None else None)
+
+    async def aclose(self) -> None:
+        """The channel owns the shared client's lifetime (the worker closes channels last)."""
+        await self.client.aclose()
