@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email import policy as email_policy
-from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -77,7 +77,22 @@ class _IdListHeader(UnstructuredHeader):
         return f"{name}: " + f"{policy.linesep} ".join(str(self).split()) + policy.linesep
 
 
-_registry = HeaderRegistry()
+class _CachedRegistry(HeaderRegistry):
+    """The stdlib builds a new header class for every header set; build each one once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+_registry = _CachedRegistry()
 for _name in ("message-id", "in-reply-to", "references"):
     _registry.map_to_type(_name, _IdListHeader)  # type: ignore[arg-type]
 POLICY = email_policy.SMTP.clone(header_factory=_registry)
@@ -279,15 +294,26 @@ def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, tex
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8", cte=_text_cte(html))
     if attach_original is None:
+        _set_boundaries(msg, b"")
         return msg.as_bytes()
     part, token, body = _original_part(attach_original)
     msg.make_mixed()
     msg.attach(part)
-    while True:
-        generated = msg.as_bytes()
-        clashes = [p for p in msg.walk()
-                   if p.is_multipart() and str(p.get_boundary()).encode() in body]
-        if not clashes:
-            return generated.replace(token.encode(), body.removesuffix(b"\r\n"), 1)
-        for multipart in clashes:  # the original contains a boundary line: pick another
-            multipart.set_boundary(f"=_sb_{secrets.token_hex(16)}")
+    _set_boundaries(msg, body)
+    return msg.as_bytes().replace(token.encode(), body.removesuffix(b"\r\n"), 1)
+
+
+def _boundary() -> str:
+    # "=_" cannot occur in quoted-printable text; 128 random bits cannot be guessed.
+    return f"=_sb_{secrets.token_hex(16)}"
+
+
+def _set_boundaries(msg: EmailMessage, spliced: bytes) -> None:
+    """Chosen here rather than by the generator (which compiles a regex per message),
+    and never one that occurs in the bytes spliced in afterwards."""
+    for part in msg.walk():
+        if part.is_multipart():
+            boundary = _boundary()
+            while boundary.encode() in spliced:
+                boundary = _boundary()
+            part.set_boundary(boundary)

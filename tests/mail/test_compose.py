@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from email import generator, message_from_bytes, policy
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.mail import compose as compose_module
 from bot.mail.compose import (
     ComposeError,
     compose,
@@ -225,12 +226,13 @@ def test_original_is_attached_byte_for_byte_as_message_rfc822() -> None:
 def test_a_boundary_inside_the_original_cannot_break_the_structure(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Boundaries are random, so an original collides only by bad luck: force the bad luck.
-    monkeypatch.setattr(generator.Generator, "_make_boundary",
-                        classmethod(lambda cls, text=None: "FIXED"))
+    choices = iter(["FIXED", "FIXED", "FIXED", "outer-ok", "inner-ok"])
+    monkeypatch.setattr(compose_module, "_boundary", lambda: next(choices))
     hostile = b"Subject: a\n\n--FIXED\nContent-Type: text/plain\n\nsmuggled\n--FIXED--\n"
     raw = build(html="<p>x</p>", attach_original=hostile)
     assert b"boundary=\"FIXED\"" not in raw
     msg = parse(raw)
+    assert msg.get_boundary() == "outer-ok"
     assert [p.get_content_type() for p in msg.iter_parts()] == [
         "multipart/alternative", "message/rfc822"]
     assert hostile.replace(b"\n", b"\r\n").rstrip() in raw
