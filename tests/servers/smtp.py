@@ -157,7 +157,13 @@ class SmtpServer:
         return self
 
     def stop(self) -> None:
+        """Let on_message work in flight finish (a reply half-sent), then stop."""
+        asyncio.run_coroutine_threadsafe(self._drain(), self._controller.loop).result(10)
         self._controller.stop()
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
 
     def __enter__(self) -> Self:
         return self.start()
