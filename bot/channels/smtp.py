@@ -5,8 +5,8 @@ bursts minutes apart, and servers drop idle sessions anyway. Each item is sent a
 (``payload`` already holds every header; the envelope comes from the outbox row), so a
 retry after a crash is byte-identical.
 
-Outcomes: 4xx replies and network errors are retried here with backoff, then reported
-as ``retry`` (the outbox tries again next cycle); a 5xx is ``failed`` at once and never
+Outcomes: 4xx replies and network errors are retried here with backoff (within a time
+budget per batch), then reported as ``retry`` (the outbox tries again next cycle); a 5xx is ``failed`` at once and never
 retried. Problems that no item can get past — the server unreachable, TLS verification
 or authentication failing — end the batch: every remaining item is ``retry``.
 """
@@ -28,6 +28,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from bot.channels.base import OutboxItem, SendOutcome, SendStatus
 from bot.config import SmtpSettings
@@ -45,6 +46,16 @@ class _ConnectFailed(Exception):
 
 class _Unavailable(Exception):
     """No item can be sent on this configuration right now (TLS, AUTH, server down)."""
+
+
+class _BudgetSpent(stop_base):
+    """Stop retrying once the channel's batch has waited its retry budget."""
+
+    def __init__(self, channel: SmtpChannel) -> None:
+        self.channel = channel
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.channel._waited >= self.channel.retry_budget
 
 
 def tls_context(ca_file: Path | None, insecure: bool) -> ssl.SSLContext:
@@ -86,11 +97,16 @@ class SmtpChannel:
 
     def __init__(self, settings: SmtpSettings, *, ca_file: Path | None = None,
                  tls_insecure: bool = False, timeout: float = 30, retry_attempts: int = 3,
-                 backoff: float = 1.0) -> None:
+                 backoff: float = 1.0, retry_budget: float = 60.0) -> None:
         self.settings = settings
         self.timeout = timeout
         self.retry_attempts = max(1, retry_attempts)
         self.backoff = backoff
+        # Seconds one batch may spend waiting between retries: a server answering 4xx to
+        # every message (rate limit, greylisting) must not stall the worker for long;
+        # once spent, temporary failures go straight back to the outbox.
+        self.retry_budget = retry_budget
+        self._waited = 0.0
         self.connections = 0  # sessions opened so far; lets tests and bench see reuse
         self._tls = tls_context(ca_file, tls_insecure) if settings.tls != "none" else None
         self._client: aiosmtplib.SMTP | None = None
@@ -106,6 +122,7 @@ class SmtpChannel:
     async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
         outcomes: list[SendOutcome] = []
         blocked: str | None = None
+        self._waited = 0.0
         try:
             for item in items:
                 if blocked is not None:
@@ -139,7 +156,7 @@ class SmtpChannel:
                                          f"to {list(item.recipients)!r}")
         dropped = [r for r in item.recipients if valid_address(r) is None]
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry_attempts),
+            stop=stop_after_attempt(self.retry_attempts) | _BudgetSpent(self),
             wait=wait_exponential(multiplier=self.backoff, max=self.backoff * 8)
             + wait_random(0, self.backoff),
             retry=retry_if_exception(_is_transient), reraise=True,
@@ -173,6 +190,7 @@ class SmtpChannel:
         return SendOutcome("sent", remote_id=reply)
 
     def _log_retry(self, item: OutboxItem, state: RetryCallState) -> None:
+        self._waited += state.next_action.sleep if state.next_action else 0.0
         exc = state.outcome.exception() if state.outcome else None
         log.warning("smtp temporary failure, retrying", outbox=item.id,
                     attempt=state.attempt_number, error=f"{type(exc).__name__}: {exc}")

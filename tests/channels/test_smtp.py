@@ -143,6 +143,14 @@ def test_temporary_failures_beyond_the_attempts_leave_it_to_the_outbox(
     assert smtp_server.data_attempts == 4
 
 
+def test_a_batch_stops_waiting_once_its_retry_budget_is_spent(smtp_server: SmtpServer) -> None:
+    smtp_server.fail_next(100, "421 4.7.0 Rate limit exceeded, slow down")
+    outcomes = send(channel(smtp_server, retry_attempts=5, retry_budget=0.02),
+                    [item(n) for n in range(4)])
+    assert [o.status for o in outcomes] == ["retry"] * 4
+    assert smtp_server.data_attempts < 4 * 5  # later items got a single attempt
+
+
 def test_permanent_failure_is_final_and_never_retried(smtp_server: SmtpServer) -> None:
     smtp_server.fail_next(1, "554 5.7.1 Message rejected as spam")
     outcomes = send(channel(smtp_server), [item(1), item(2)])
