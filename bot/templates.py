@@ -118,6 +118,7 @@ class Templates:
             except UnicodeDecodeError as exc:
                 self._problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
         self._sources = sources
+        self._checked: list[str] | None = None
         self.env = SandboxedEnvironment(
             loader=_SnapshotLoader(self.directory, sources),
             undefined=StrictUndefined,
@@ -160,7 +161,14 @@ class Templates:
                               f"{exc}"]) from None
 
     def check(self) -> list[str]:
-        """Compile and render every template with sample data; `file:line: message` errors."""
+        """Compile and render every template with sample data; `file:line: message` errors.
+
+        Computed once: the snapshot never changes."""
+        if self._checked is None:
+            self._checked = self._check()
+        return list(self._checked)
+
+    def _check(self) -> list[str]:
         errors = list(self._problems)
         for filename in sorted(self._sources):
             path = self.directory / filename

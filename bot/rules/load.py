@@ -94,7 +94,7 @@ def _message(error: Any) -> tuple[str, bool, bool]:
     field = str(loc[-1]) if loc else "value"
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(field, KNOWN_KEYS, n=1, cutoff=0.7)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = f" (did you mean '{close[0]}'?)" if close and close[0] != field else ""
         return f"unknown key '{field}'{hint}", True, True
     if kind == "missing":
         return f"'{field}' is required", False, True

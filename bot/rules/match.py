@@ -12,10 +12,12 @@ import re
 from collections.abc import Callable, Sequence
 from functools import cached_property
 
+from bot.mail.html2text import html_to_text
 from bot.model import Attachment, Message
 from bot.rules.schema import AttachmentTest, Condition, CountTest, HeaderTest, Test
 
 Result = tuple[bool, str]
+MAX_BODY = 100_000  # characters of body the conditions look at
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
                          "\u201c": '"', "\u201d": '"', "\u00a0": " ", "\u200b": ""})
 # Lines that say nothing about the problem: quoted mail, mobile signatures, reply headers.
@@ -57,11 +59,11 @@ class Facts:
 
     @cached_property
     def body(self) -> str:
-        text = self.message.text
+        """The text part, or the HTML reduced to text; only the first MAX_BODY characters,
+        so a hostile 50 MB mail costs what a long ticket costs."""
+        text = self.message.text[:MAX_BODY]
         if not text.strip() and self.message.html:
-            from bot.mail.html2text import html_to_text
-
-            text = html_to_text(self.message.html)
+            text = html_to_text(self.message.html[: MAX_BODY * 4])[:MAX_BODY]
         return normalise(text)
 
     @cached_property
@@ -130,7 +132,7 @@ class Facts:
 
 
 def _quote(values: Sequence[str], limit: int = 4) -> str:
-    shown = ", ".join(repr(_short(v)) for v in values[:limit])
+    shown = ", ".join(f"'{_short(v)}'" for v in values[:limit])
     more = len(values) - limit
     return shown + (f" (+{more} more)" if more > 0 else "")
 
@@ -168,7 +170,7 @@ class StringTest:
         fold: Callable[[str], str] = (lambda s: s) if test.case_sensitive else str.lower
         self.check: Callable[[str], str | None]
         if test.contains is not None:
-            needles = [(fold(n), f"contains {n!r}") for n in test.contains]
+            needles = [(fold(n), f"contains '{n}'") for n in test.contains]
             self.miss = (f"does not contain {_quote(test.contains)}" if len(needles) == 1
                          else f"contains none of {_quote(test.contains)}")
 
@@ -181,12 +183,12 @@ class StringTest:
             self.check = contains
         elif test.equals is not None:
             wanted, shown = fold(test.equals), test.equals
-            self.miss = f"is not {shown!r}"
-            self.check = lambda value: f"is {shown!r}" if value == wanted else None
+            self.miss = f"is not '{shown}'"
+            self.check = lambda value: f"is '{shown}'" if value == wanted else None
         elif test.one_of is not None:
             options = {fold(v) for v in test.one_of}
             self.miss = f"is not one of {_quote(test.one_of)}"
-            self.check = lambda value: f"is {value!r}" if value in options else None
+            self.check = lambda value: f"is '{value}'" if value in options else None
         else:
             patterns = [(_compile(p, test.case_sensitive), _short(p)) for p in test.matches or []]
             self.miss = (f"does not match {_quote(test.matches or [])}" if len(patterns) == 1
@@ -196,7 +198,7 @@ class StringTest:
                 for pattern, shown in patterns:
                     found = pattern.search(value)
                     if found is not None:
-                        return f"matches {shown!r} (found {_short(found.group(0), 40)!r})"
+                        return f"matches '{shown}' (found \"{_short(found.group(0), 40)}\")"
                 return None
 
             self.check = matches
@@ -347,7 +349,7 @@ class Not(Matcher):
 
     def test(self, facts: Facts) -> Result:
         ok, reason = self.inner.test(facts)
-        return (False, f"excluded: {reason}") if ok else (True, f"not excluded ({reason})")
+        return (False, f"excluded: {reason}") if ok else (True, "nothing excluded it")
 
 
 _VALUE_FIELDS = {"from": "from_", "from_domain": "from_domain", "to": "to", "cc": "cc",
