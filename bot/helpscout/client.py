@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -49,10 +49,8 @@ log = structlog.get_logger(__name__)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 STATUSES = frozenset({"active", "pending", "closed", "spam"})
 TOKEN_PATH = "/v2/oauth2/token"
-# The request left us; whether the server acted on it is unknown.
-_UNKNOWN_OUTCOME = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
-                    httpx.RemoteProtocolError)
-# The request never reached the server: always safe to send again.
+# The request never reached the server: always safe to send again. Any other transport
+# error (a read timeout, a connection cut) leaves a write's outcome unknown.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _CONVERSATION_IN_URL = re.compile(r"/conversations/(\d+)")
 
@@ -194,8 +192,6 @@ class HelpScoutClient:
                     headers={"Authorization": f"Bearer {token}"})
             except _NOT_SENT as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-            except _UNKNOWN_OUTCOME as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}", unknown=method in WRITES) from exc
             except httpx.TransportError as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc}", unknown=method in WRITES) from exc
             self.limiter.observe(response.headers)
@@ -243,7 +239,7 @@ class HelpScoutClient:
                     except _Retry as exc:
                         self.stats["retries"] += 1
                         unknown = unknown or exc.unknown
-                        log.warning("help scout request will be retried", method=method,
+                        log.warning("help scout request failed", method=method,
                                     url=url, reason=exc.reason,
                                     attempt=attempt.retry_state.attempt_number)
                         raise
@@ -328,7 +324,8 @@ class HelpScoutClient:
         conversation = await self.get_conversation(conversation_id)
         return int(conversation.get("id", conversation_id))
 
-    async def _pages(self, path: str, params: dict[str, Any], key: str) -> AsyncIterator[Page]:
+    async def _pages(self, path: str, params: dict[str, Any],
+                     key: str) -> AsyncGenerator[Page, None]:
         number = 1
         while True:
             response = await self._request("GET", path, params={**params, "page": number})
@@ -336,27 +333,26 @@ class HelpScoutClient:
             if response.status_code >= 400:
                 raise error_from_response(response)
             body = error_body(response)
-            embedded = body.get("_embedded")
-            items = embedded.get(key, []) if isinstance(embedded, dict) else []
-            page = body.get("page") if isinstance(body.get("page"), dict) else {}
+            items = _dict(body.get("_embedded")).get(key) or []
+            page = _dict(body.get("page"))
             yield Page(items=[i for i in items if isinstance(i, dict)], number=number,
                        total_elements=_int(page.get("totalElements")),
                        total_pages=_int(page.get("totalPages")),
                        server_time=_server_time(response))
-            links = body.get("_links") if isinstance(body.get("_links"), dict) else {}
-            href = (links.get("next") or {}).get("href") if isinstance(links, dict) else None
-            if not href:
+            href = _dict(_dict(body.get("_links")).get("next")).get("href")
+            if not isinstance(href, str) or not href:
                 return
-            following = _int((parse_qs(urlsplit(href).query).get("page") or [None])[0])
+            pages = parse_qs(urlsplit(href).query).get("page") or []
+            following = _int(pages[0]) if pages else None
             following = following if following is not None else number + 1
             if following <= number:  # a link that does not move forward would loop forever
                 return
             number = following
 
-    async def conversation_pages(self, mailbox_id: int, modified_since: datetime | None = None,
-                                 *, status: str = "all", embed_threads: bool = True,
-                                 sort_field: str = "createdAt", sort_order: str = "asc",
-                                 ) -> AsyncIterator[Page]:
+    def conversation_pages(self, mailbox_id: int, modified_since: datetime | None = None,
+                           *, status: str = "all", embed_threads: bool = True,
+                           sort_field: str = "createdAt", sort_order: str = "asc",
+                           ) -> AsyncGenerator[Page, None]:
         """Pages of GET /v2/conversations for one mailbox.
 
         The default sort is createdAt ascending: with page numbers, a conversation that is
@@ -370,8 +366,7 @@ class HelpScoutClient:
             params["modifiedSince"] = iso_z(modified_since)
         if embed_threads:
             params["embed"] = "threads"
-        async for page in self._pages("/v2/conversations", params, "conversations"):
-            yield page
+        return self._pages("/v2/conversations", params, "conversations")
 
     async def list_conversations(self, mailbox_id: int, modified_since: datetime | None = None,
                                  status: str = "all", embed_threads: bool = True, *,
@@ -497,6 +492,10 @@ def _tag_name(tag: Any) -> str | None:
         name = tag.get("tag") or tag.get("name")
         return str(name) if name else None
     return str(tag) if tag else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int | None:

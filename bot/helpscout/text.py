@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
+
+__all__ = ["html_to_text", "text_to_html"]
 
 _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
           "pre", "table", "ul", "ol", "hr"}
@@ -45,7 +48,9 @@ def _minimal_html_to_text(markup: str) -> str:
 
 
 try:  # the mail package's reducer (issue 3) when present, so both sources read alike
-    from bot.mail.html2text import html_to_text
+    from bot.mail import html2text as _mail
+
+    html_to_text: Callable[[str], str] = _mail.html_to_text
 except ImportError:
     html_to_text = _minimal_html_to_text
 

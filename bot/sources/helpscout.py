@@ -19,8 +19,9 @@ search-index lag between a change and its visibility in the list.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -106,7 +107,7 @@ class HelpScoutSource:
                      mailbox=self.settings.mailbox_id)
         yield Batch(items=held or [], cursor=cursor, initial=initial)
 
-    async def _next_page(self, pages: AsyncIterator[Page]) -> Page | None:
+    async def _next_page(self, pages: AsyncGenerator[Page, None]) -> Page | None:
         try:
             return await anext(pages)
         except StopAsyncIteration:
@@ -192,10 +193,8 @@ class HelpScoutSource:
         self._wake.set()
 
     async def wait(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), min(timeout, self.poll_seconds))
-        except TimeoutError:
-            pass
         self._wake.clear()
 
     async def _start_webhook(self) -> None:

@@ -284,7 +284,8 @@ class FakeHelpScout:
         if thread["type"] != "lineitem":
             out["_embedded"] = {"attachments": []}
         link = "createdByCustomer" if thread["createdBy"]["type"] == "customer" else "createdByUser"
-        out["_links"] = {link: {"href": f"{self.base_url}/v2/customers/{thread['createdBy']['id']}"}}
+        author = thread["createdBy"]["id"]
+        out["_links"] = {link: {"href": f"{self.base_url}/v2/customers/{author}"}}
         return out
 
     def _render(self, conv: _Conversation, *, embed: bool) -> dict[str, Any]:
@@ -654,6 +655,7 @@ def _handler_for(fake: FakeHelpScout) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = 10
+        disable_nagle_algorithm = True  # headers and body go out in two writes
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

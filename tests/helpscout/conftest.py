@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 def payload(name: str) -> dict[str, Any]:
     """A documented response shape from tests/fixtures/helpscout (copied from ../shared)."""
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    body: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return body
 
 
 def hs_settings(base_url: str = BASE, **changes: Any) -> HelpScoutSettings:

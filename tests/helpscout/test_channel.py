@@ -13,7 +13,7 @@ from bot.channels.helpscout import HelpScoutChannel
 from bot.clock import FakeClock
 from bot.helpscout import marker, ops
 from bot.helpscout.client import HelpScoutClient
-from bot.testing.fake_helpscout import Fault, FakeHelpScout
+from bot.testing.fake_helpscout import FakeHelpScout, Fault
 from tests.helpscout.conftest import hs_settings, run
 
 _ids = count(1)

@@ -14,7 +14,7 @@ from bot.clock import FakeClock
 from bot.helpscout import ops
 from bot.helpscout.client import HelpScoutClient
 from bot.sources.helpscout import HelpScoutSource
-from bot.testing.fake_helpscout import Fault, FakeHelpScout
+from bot.testing.fake_helpscout import FakeHelpScout, Fault
 from tests.helpscout.conftest import MemoryCursors, hs_settings, payload, run
 
 

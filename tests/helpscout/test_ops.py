@@ -49,7 +49,8 @@ def test_the_other_operations_round_trip() -> None:
 
 
 @pytest.mark.parametrize("payload", [
-    b"not json", b"[]", b'{"v": 2, "op": "reply"}', b'{"v": 1, "op": "delete", "conversation_id": 1}',
+    b"not json", b"[]", b'{"v": 2, "op": "reply"}',
+    b'{"v": 1, "op": "delete", "conversation_id": 1}',
     b'{"v": 1, "op": "reply", "conversation_id": 1}',
     b'{"v": 1, "op": "status", "conversation_id": 1, "status": "gone"}'])
 def test_foreign_payloads_are_refused(payload: bytes) -> None:

@@ -33,7 +33,8 @@ def page(name_or_body: str | dict[str, Any], date: str = "Mon, 16 Nov 2026 10:00
 @pytest.fixture
 def api() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        router.post("/v2/oauth2/token").mock(return_value=httpx.Response(200, json=payload("token")))
+        router.post("/v2/oauth2/token").mock(
+            return_value=httpx.Response(200, json=payload("token")))
         yield router
 
 
