@@ -256,7 +256,7 @@ def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, tex
     if not recipients:
         raise ComposeError(f"no valid recipient among {[clean(v) for v in to]!r}")
     copies = [a for a in (_mailbox(v) for v in cc) if a is not None]
-    if not OWN_ID.match(message_id) and not _MSG_ID.fullmatch(message_id):
+    if not OWN_ID.fullmatch(message_id) and not _MSG_ID.fullmatch(message_id):
         raise ComposeError(f"invalid Message-ID: {clean(message_id)!r}")
 
     msg = EmailMessage(policy=POLICY)
@@ -280,7 +280,7 @@ def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, tex
     if auto_submitted:
         msg["Auto-Submitted"] = clean(auto_submitted)
     msg["X-Auto-Response-Suppress"] = "All"
-    own = OWN_ID.match(message_id)
+    own = OWN_ID.fullmatch(message_id)
     if own:
         msg["X-Supportbot-Ticket"] = own.group(1)
     msg["X-Supportbot-Kind"] = clean(kind)

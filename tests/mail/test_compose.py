@@ -280,8 +280,9 @@ def test_invalid_recipients_are_skipped_and_none_left_is_an_error() -> None:
         build(to=["not an address", "123"])
     with pytest.raises(ComposeError, match="From"):
         build(from_header="Support")
-    with pytest.raises(ComposeError, match="Message-ID"):
-        build(message_id="<a@b>\r\nBcc: x@y")
+    for bad_id in ("<a@b>\r\nBcc: x@y", "<sb.7.acknowledge.ab@example.com>\n", "a@b"):
+        with pytest.raises(ComposeError, match="Message-ID"):
+            build(message_id=bad_id)
 
 
 @pytest.mark.parametrize("name", ["From", "bcc", "Content-Type", "X Bad", "X-Bad:", ""])
