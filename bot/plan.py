@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from bot.config import Settings
-from bot.mail.compose import compose, make_message_id, ticket_subject
+from bot.mail.compose import ComposeError, compose, make_message_id, ticket_subject
 from bot.model import Message
 from bot.store import Store, Ticket
 from bot.templates import Templates
@@ -151,14 +151,20 @@ class Planner:
             in_reply_to, references = None, []
         auto = AUTO_SUBMITTED.get(kind, "auto-generated")
         recipients, suppressed = self._screen(to, to_requester=to_requester, now=now)
-        payload = compose(
-            kind=kind, from_header=self.settings.from_header, to=recipients or to,
-            subject=subject, text=rendered.text, html=rendered.html, message_id=message_id,
-            date=now, in_reply_to=in_reply_to, references=references, auto_submitted=auto,
-            attach_original=(original.raw if original is not None and kind in
-                             {"forward", "relay"} else None),
-            extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
-        )
+        try:
+            payload = compose(
+                kind=kind, from_header=self.settings.from_header, to=recipients or to,
+                subject=subject, text=rendered.text, html=rendered.html,
+                message_id=message_id, date=now, in_reply_to=in_reply_to,
+                references=references, auto_submitted=auto,
+                attach_original=(original.raw if original is not None and kind in
+                                 {"forward", "relay"} else None),
+                extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
+            )
+        except ComposeError as exc:  # e.g. no valid address: recorded, never a crash
+            self.store.log(now, ticket.id, "not sent", f"{kind}: {exc}", rule=rule)
+            log.error("cannot compose", ticket=ticket.id, kind=kind, error=str(exc))
+            return []
         status, error = ("pending", None) if recipients else ("suppressed", "; ".join(suppressed))
         outbox_id = self.store.add_outbox(
             idem_key=key, ticket_id=ticket.id, kind=kind, channel=self.mail_channel,

@@ -91,7 +91,8 @@ async def run_demo(settings: Settings, directory: Path, out: Printer = print) ->
                     "24 h after asking: Chris has not replied, so a kind check-in goes out")
         clock.advance(timedelta(hours=24))
         await _step(worker, clock, timeline,
-                    "another day of silence: the closure message, and the ticket is closed")
+                    "another day of silence: the closure, and owners whose tickets saw no "
+                    "update for 48 h get a reminder")
         summary = summarise(worker.store)
 
     out("")

@@ -18,7 +18,7 @@ import structlog
 
 from bot.clock import from_iso
 from bot.model import Decision, Message
-from bot.plan import Planner
+from bot.plan import Planner, humanise
 from bot.store import Store, Ticket
 
 log = structlog.get_logger(__name__)
@@ -212,7 +212,7 @@ class Lifecycle:
                               trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
                               templates=templates, owner=ticket.owner)
             self.store.log(now, ticket.id, "reminded owner",
-                           f"{ticket.owner}: no visible update for {after}")
+                           f"{ticket.owner}: no visible update for {humanise(after)}")
             next_due = now + after
         else:
             next_due = last + after

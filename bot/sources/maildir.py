@@ -30,7 +30,7 @@ class MaildirSource:
         self._wake = asyncio.Event()
 
     def _scan(self) -> list[tuple[float, str, Path]]:
-        """Unknown messages, oldest first."""
+        """Every message file, oldest first (runs in a thread: no store access here)."""
         found: list[tuple[float, str, Path]] = []
         for sub in ("new", "cur"):
             folder = self.path / sub
@@ -40,8 +40,6 @@ class MaildirSource:
                 if entry.name.startswith(".") or not entry.is_file():
                     continue
                 key = entry.name.split(mailbox.Maildir.colon, 1)[0]
-                if self.known(f"maildir:{key}"):
-                    continue
                 found.append((entry.stat().st_mtime, key, Path(entry.path)))
         found.sort()
         return found
@@ -49,7 +47,8 @@ class MaildirSource:
     async def batches(self) -> AsyncIterator[Batch]:
         mailbox.Maildir(str(self.path), create=True)  # makes new/cur/tmp on a fresh machine
         initial = self.cursors.get_cursor(self.cursor_key) is None
-        pending = await asyncio.to_thread(self._scan)
+        pending = [e for e in await asyncio.to_thread(self._scan)
+                   if not self.known(f"maildir:{e[1]}")]
         if not pending and initial:
             yield Batch(items=[], cursor="seen", initial=True)
             return
