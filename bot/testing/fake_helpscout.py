@@ -189,7 +189,8 @@ class FakeHelpScout:
 
     def add_conversation(self, subject: str, customer_email: str, body: str, *,
                          created_at: datetime | None = None, customer_name: str = "",
-                         tags: tuple[str, ...] = (), mailbox_id: int | None = None) -> int:
+                         tags: tuple[str, ...] = (), mailbox_id: int | None = None,
+                         status: str = "active") -> int:
         """A new conversation with one customer thread; returns its id."""
         with self._lock:
             at = (created_at or self._now()).astimezone(UTC)
@@ -197,7 +198,7 @@ class FakeHelpScout:
             conv = _Conversation(
                 id=self._next_conversation, number=self._next_number,
                 mailbox_id=mailbox_id or self.mailbox_id, subject=subject, customer=customer,
-                created_at=at, modified_at=at, tags=[t.lower() for t in tags])
+                created_at=at, modified_at=at, status=status, tags=[t.lower() for t in tags])
             self._next_conversation += 1
             self._next_number += 1
             self._conversations[conv.id] = conv

@@ -187,8 +187,7 @@ def test_a_poll_after_our_reply_sees_it_as_ours_and_the_customers_answer(clock: 
     fake = FakeHelpScout(clock=clock)
     conv = fake.add_conversation("Can't log in", "Lee@Example.com", "<p>Password reset?</p>",
                                  customer_name="Lee Park")
-    spam = fake.add_conversation("WIN NOW", "spam@example.com", "<p>$$$</p>")
-    fake._conversations[spam].status = "spam"
+    spam = fake.add_conversation("WIN NOW", "spam@example.com", "<p>$$$</p>", status="spam")
     cursors = MemoryCursors()
 
     async def go() -> tuple[list[Batch], list[Batch]]:
