@@ -40,6 +40,7 @@ def make_mail(*, sender: str = "Ann Example <ann@customer.example>", subject: st
 
 
 def deliver(inbox: Path, raw: bytes, when: datetime) -> str:
+    inbox.parent.mkdir(parents=True, exist_ok=True)
     box = mailbox.Maildir(str(inbox), create=True)
     key = box.add(mailbox.MaildirMessage(raw))
     ts = when.timestamp()
