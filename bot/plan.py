@@ -248,6 +248,29 @@ class Planner:
                                f"Help Scout {suffix} ({kind})", rule=rule)
         return ids
 
+    def plan_team_mail(self, *, key: str, kind: str, to: list[str], subject: str,
+                       template: str, context: dict[str, Any], now: datetime, ruleset: Any,
+                       templates: Templates) -> int | None:
+        """A message to the team that belongs to no ticket (the scheduled report)."""
+        if self.mail_channel is None:
+            log.info("no mail channel for a team message", kind=kind)
+            return None
+        s = ruleset.settings
+        ctx = {"team_name": s.team_name, "signature": s.signature, **context}
+        rendered = templates.render(template, ctx)
+        message_id = make_message_id(0, kind, self.settings.from_domain)
+        payload = compose(kind=kind, from_header=self.settings.from_header, to=to,
+                          subject=subject, text=rendered.text, html=rendered.html,
+                          message_id=message_id, date=now, auto_submitted="auto-generated",
+                          extra_headers={"X-Supportbot-Kind": kind})
+        outbox_id = self.store.add_outbox(
+            idem_key=key, ticket_id=None, kind=kind, channel=self.mail_channel,  # type: ignore[arg-type]
+            message_id=message_id, envelope_from=self.settings.from_addr, recipients=to,
+            payload=payload, now=now)
+        if outbox_id:
+            self.store.log(now, None, "planned", f"{kind} to {', '.join(to)}")
+        return outbox_id
+
     def plan_tags(self, ticket: Ticket, tags: list[str], trigger: str, now: datetime) -> None:
         """Help Scout has no priority field: priority and rule tags are merged into its tags."""
         from bot.helpscout import ops

@@ -23,6 +23,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import AuthError, SourceError
 from bot.lifecycle.followup import Lifecycle
+from bot.lifecycle.report_schedule import maybe_send_report
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner, Team
@@ -107,6 +108,8 @@ class Worker:
         if not self.stop_event.is_set():
             ruleset, templates = self.rules.current
             report.timers = self.lifecycle.fire_due(self.clock.now(), ruleset, templates)
+            if maybe_send_report(self.store, self.planner, self.clock.now(), ruleset, templates):
+                report.timers.append(("report", 0))
             await self._flush(report)
         now = self.clock.now()
         with self.store.transaction():

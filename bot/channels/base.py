@@ -19,7 +19,7 @@ class OutboxItem:
     idem_key: str
     channel: str
     kind: str
-    ticket_id: int
+    ticket_id: int | None
     message_id: str
     envelope_from: str
     recipients: tuple[str, ...]

@@ -143,6 +143,32 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: outbox rows need not belong to a ticket (the scheduled report, team notices)
+    """
+    CREATE TABLE outbox_v2 (
+        id INTEGER PRIMARY KEY,
+        idem_key TEXT NOT NULL UNIQUE,
+        ticket_id INTEGER REFERENCES tickets(id),
+        kind TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        envelope_from TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '[]',
+        payload BLOB NOT NULL,
+        rule TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    INSERT INTO outbox_v2 SELECT * FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v2 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE INDEX outbox_mid ON outbox(message_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -161,9 +187,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
-        migrate(conn)
+        migrate(conn)  # before foreign keys are on: a table rebuild must not cascade
+        conn.execute("PRAGMA foreign_keys=ON")
     finally:
         os.umask(old_umask)
     return conn
@@ -180,6 +206,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     for number in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= number:
+                conn.execute("ROLLBACK")  # another process migrated meanwhile
+                continue
             for statement in _statements(MIGRATIONS[number - 1]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")

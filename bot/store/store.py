@@ -291,7 +291,7 @@ class Store:
 
     # -- outbox -------------------------------------------------------------------------
     def add_outbox(
-        self, *, idem_key: str, ticket_id: int, kind: str, channel: str, message_id: str,
+        self, *, idem_key: str, ticket_id: int | None, kind: str, channel: str, message_id: str,
         envelope_from: str, recipients: Sequence[str], payload: bytes, now: datetime,
         rule: str | None = None, status: str = "pending", error: str | None = None,
     ) -> int | None:

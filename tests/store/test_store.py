@@ -108,3 +108,30 @@ def test_same_message_id_with_other_content_is_another_message(tmp_path: Path) -
     assert store.find_same_message("<m@x>", "aaa") is not None
     assert store.find_same_message("<m@x>", "bbb") is None
     assert store.find_same_message(None, "aaa") is None
+
+
+def test_upgrade_from_version_1_keeps_planned_sends(tmp_path: Path) -> None:
+    """A state file written by the first release migrates with its pending outbox intact."""
+    from bot.store.db import MIGRATIONS, _statements
+
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[0]):
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute("INSERT INTO tickets(id, source, state, requester, created_at, updated_at)"
+                " VALUES (1, 'maildir', 'new', 'a@x', 'now', 'now')")
+    raw.execute("INSERT INTO outbox(idem_key, ticket_id, kind, channel, message_id, payload,"
+                " status, created_at, next_attempt_at) VALUES"
+                " ('k', 1, 'acknowledge', 'maildir', '<m@x>', x'00', 'pending', 'now', 'now')")
+    raw.execute("INSERT INTO outbox_recipients(outbox_id, address, created_at) VALUES (1, 'a@x', 'now')")
+    raw.commit()
+    raw.close()
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.outbox_counts() == {"pending": 1}
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    # version 2: a send that belongs to no ticket (the scheduled report)
+    assert store.add_outbox(idem_key="report:1", ticket_id=None, kind="report",  # type: ignore[arg-type]
+                            channel="maildir", message_id="<r@x>", envelope_from="s@x",
+                            recipients=["team@x"], payload=b"r", now=NOW) is not None
