@@ -1,0 +1,1 @@
+"""Tests of the sources (IMAP against a real Dovecot)."""
