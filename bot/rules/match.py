@@ -14,6 +14,7 @@ from functools import cached_property
 
 from bot.mail.html2text import html_to_text
 from bot.model import Attachment, Message
+from bot.rules.prefilter import prefilter
 from bot.rules.schema import AttachmentTest, Condition, CountTest, HeaderTest, Test
 
 Result = tuple[bool, str]
@@ -190,12 +191,16 @@ class StringTest:
             self.miss = f"is not one of {_quote(test.one_of)}"
             self.check = lambda value: f"is '{value}'" if value in options else None
         else:
-            patterns = [(_compile(p, test.case_sensitive), _short(p)) for p in test.matches or []]
+            patterns = [(_compile(p, test.case_sensitive), _short(p),
+                         prefilter(p, lowered_text=not test.case_sensitive))
+                        for p in test.matches or []]
             self.miss = (f"does not match {_quote(test.matches or [])}" if len(patterns) == 1
                          else f"matches none of {_quote(test.matches or [])}")
 
             def matches(value: str) -> str | None:
-                for pattern, shown in patterns:
+                for pattern, shown, possible in patterns:
+                    if possible is not None and not possible(value):
+                        continue
                     found = pattern.search(value)
                     if found is not None:
                         return f"matches '{shown}' (found \"{_short(found.group(0), 40)}\")"
