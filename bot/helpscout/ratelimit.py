@@ -55,6 +55,7 @@ class RateLimiter:
         """Wait until a request of ``cost`` units fits the budget, then spend them."""
         async with self._lock:
             while (delay := self._delay(cost, self._now())) > 0:
+                delay = max(delay, 0.001)  # clocks tick in microseconds: never sleep "zero"
                 self.waited += delay
                 await self.clock.sleep(delay)
             self.tokens -= cost
@@ -72,7 +73,7 @@ class RateLimiter:
             return 0.0  # the first answer teaches the limit
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        return 0.0 if self.tokens >= cost else (cost - self.tokens) / self.rate
+        return 0.0 if self.tokens >= cost - 1e-9 else (cost - self.tokens) / self.rate
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn the limit, the remaining budget and the reset time from an answer."""

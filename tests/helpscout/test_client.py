@@ -168,6 +168,24 @@ def test_retries_are_bounded(api: respx.MockRouter, clock: FakeClock) -> None:
     assert users.call_count == 3
 
 
+def test_a_network_that_stays_down_is_reported_as_unreachable(api: respx.MockRouter,
+                                                              clock: FakeClock) -> None:
+    api.get("/v2/users").mock(side_effect=httpx.ConnectError("connection refused"))
+
+    async def go() -> None:
+        c = client(clock, max_attempts=2)
+        try:
+            await c.list_users()
+        finally:
+            await c.aclose()
+
+    with pytest.raises(HelpScoutUnavailable) as caught:
+        run(go())
+    assert caught.value.status == 0
+    assert str(caught.value) == ("Help Scout API unreachable: ConnectError: connection refused "
+                                 "(gave up after 2 attempts)")
+
+
 # -- pagination ---------------------------------------------------------------------------
 def test_pages_follow_next_and_keep_our_filters(api: respx.MockRouter, clock: FakeClock) -> None:
     listing = api.get("/v2/conversations").mock(side_effect=[
