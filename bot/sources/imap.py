@@ -340,8 +340,9 @@ class ImapSource:
         finally:
             self._stops.discard(stop)
         self.last_wake = outcome
-        if outcome in ("poll", "unavailable"):
-            await asyncio.sleep(max(0.0, timeout - (time.monotonic() - started)))
+        if outcome in ("poll", "unavailable"):  # no push: poll every SUPPORTBOT_POLL_SECONDS
+            remaining = min(timeout, self.poll_seconds) - (time.monotonic() - started)
+            await asyncio.sleep(max(0.0, remaining))
 
     def _interrupt_idle(self) -> None:
         for stop in list(self._stops):

@@ -11,6 +11,7 @@ from email.policy import SMTP
 from typing import Any, TypeVar
 
 import pytest
+from imapclient import IMAPClient
 from structlog.testing import capture_logs
 
 import bot.sources.imap as imap_module
@@ -269,6 +270,35 @@ def test_mail_arriving_between_sync_and_idle_wakes_at_once(mailbox: Mailbox) -> 
     assert run(go()) == "mail"
 
 
+
+@pytest.mark.parametrize("tls", ["none", "ssl"])
+def test_mail_arriving_as_idle_begins_wakes_at_once(mailbox: Mailbox, tls: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The narrowest race: mail lands after the folder check, just before IDLE starts.
+
+    Dovecot then reports it in the same packet as '+ idling', where select() cannot see it.
+    """
+    cursors = Cursors()
+    real_select = ImapSource._select
+
+    def select_then_mail_arrives(self: ImapSource, client: IMAPClient) -> Any:
+        state = real_select(self, client)
+        mailbox.append("INBOX", mail(1))
+        return state
+
+    async def go() -> str | None:
+        src = source(mailbox, cursors, settings=mailbox.settings(tls=tls),
+                     ca_file=mailbox.server.cert_file)
+        try:
+            await drain(src, cursors)
+            monkeypatch.setattr(ImapSource, "_select", select_then_mail_arrives)
+            await asyncio.wait_for(src.wait(600), GENEROUS)
+            return src.last_wake
+        finally:
+            await src.aclose()
+
+    assert run(go()) == "mail"
+
 def test_a_dead_connection_is_not_mistaken_for_no_mail(mailbox: Mailbox) -> None:
     cursors = Cursors()
 
@@ -282,7 +312,7 @@ def test_a_dead_connection_is_not_mistaken_for_no_mail(mailbox: Mailbox) -> None
             await asyncio.sleep(0.2)
             await asyncio.to_thread(mailbox.kick)
             await asyncio.wait_for(waiting, GENEROUS)
-            assert src.last_wake in ("dropped", "mail")
+            assert src.last_wake == "dropped"
             await asyncio.to_thread(mailbox.append, "INBOX", mail(1))
             return await drain(src, cursors)  # reconnects by itself
         finally:
@@ -308,6 +338,66 @@ def test_wait_is_cancellable_and_close_leaves_no_thread(mailbox: Mailbox) -> Non
     assert not [t for t in threading.enumerate() if t.name.startswith("imap-source")]
     assert mailbox.connection_count() == 0
 
+
+
+def test_idle_is_renewed_and_still_wakes_afterwards(mailbox: Mailbox) -> None:
+    cursors = Cursors()
+
+    async def go() -> list[str | None]:
+        src = source(mailbox, cursors, idle_renew_seconds=0.3)  # several renewals per wait
+        wakes = []
+        try:
+            await drain(src, cursors)
+            await src.wait(1.0)
+            wakes.append(src.last_wake)
+            waiting = asyncio.create_task(src.wait(600))
+            await asyncio.sleep(0.8)
+            await asyncio.to_thread(mailbox.append, "INBOX", mail(1))
+            await asyncio.wait_for(waiting, GENEROUS)
+            wakes.append(src.last_wake)
+        finally:
+            await src.aclose()
+        return wakes
+
+    assert run(go()) == ["timeout", "mail"]
+
+
+def test_without_idle_wait_polls(mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = IMAPClient.has_capability
+    monkeypatch.setattr(IMAPClient, "has_capability",
+                        lambda self, name: name.upper() != "IDLE" and real(self, name))
+    cursors = Cursors()
+
+    async def go() -> str | None:
+        src = source(mailbox, cursors)
+        try:
+            await drain(src, cursors)
+            await src.wait(0.2)
+            return src.last_wake
+        finally:
+            await src.aclose()
+
+    assert run(go()) == "poll"
+
+
+def test_batches_interrupts_a_wait_in_progress(mailbox: Mailbox) -> None:
+    """A catch-up asked for while the source idles must not queue behind the IDLE."""
+    cursors = Cursors()
+
+    async def go() -> list[Batch]:
+        src = source(mailbox, cursors)
+        try:
+            await drain(src, cursors)
+            waiting = asyncio.create_task(src.wait(600))
+            await asyncio.sleep(0.3)
+            batches = await asyncio.wait_for(drain(src, cursors), GENEROUS)
+            await asyncio.wait_for(waiting, GENEROUS)
+            assert src.last_wake == "stopped"
+            return batches
+        finally:
+            await src.aclose()
+
+    assert run(go()) == []
 
 # -- failures -------------------------------------------------------------------------------
 def test_refused_login_raises_auth_error_once(mailbox: Mailbox,
