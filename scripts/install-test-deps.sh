@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
-MANUAL="install them by hand: sudo apt-get install ${PACKAGES[*]} (any OS: Dovecot 2.3+ with Pigeonhole)"
+MANUAL="install them by hand: sudo apt-get install ${PACKAGES[*]}"
+MANUAL+=" (any OS: Dovecot 2.3+ with Pigeonhole)"
 
 have_dovecot() {
     command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]
@@ -19,7 +20,8 @@ have_packages() {
 }
 
 if have_dovecot && { ! command -v dpkg-query >/dev/null 2>&1 || have_packages; }; then
-    echo "install-test-deps: dovecot already installed ($(dovecot --version 2>/dev/null || echo unknown version))"
+    version=$(dovecot --version 2>/dev/null || /usr/sbin/dovecot --version 2>/dev/null || true)
+    echo "install-test-deps: dovecot already installed (${version:-unknown version})"
     exit 0
 fi
 
@@ -33,12 +35,12 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO=(sudo -n)
 else
-    echo "install-test-deps: need root (or password-less sudo) to install ${PACKAGES[*]}; ${MANUAL}" >&2
+    echo "install-test-deps: need root or password-less sudo; ${MANUAL}" >&2
     exit 1
 fi
 
-# Keep the package's maintainer scripts from starting the system-wide dovecot: exit code 101
-# means "action forbidden" to invoke-rc.d. Removed again afterwards unless it was there before.
+# Keep the package's maintainer scripts from starting the system-wide dovecot: exit code
+# 101 means "action forbidden" to invoke-rc.d. Removed afterwards unless it was there before.
 POLICY=/usr/sbin/policy-rc.d
 CREATED_POLICY=0
 if [ ! -e "$POLICY" ]; then
@@ -51,9 +53,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export DEBIAN_FRONTEND=noninteractive
-if ! "${SUDO[@]}" apt-get update -qq \
-    || ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null; then
+APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)  # env: sudo resets the environment
+if ! "${APT[@]}" update -qq \
+    || ! "${APT[@]}" install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null; then
     echo "install-test-deps: apt-get could not install ${PACKAGES[*]}; ${MANUAL}" >&2
     exit 1
 fi
@@ -62,4 +64,5 @@ if ! have_dovecot; then
     echo "install-test-deps: packages installed but no dovecot binary found; ${MANUAL}" >&2
     exit 1
 fi
-echo "install-test-deps: installed ${PACKAGES[*]} ($(dovecot --version 2>/dev/null || /usr/sbin/dovecot --version))"
+version=$(dovecot --version 2>/dev/null || /usr/sbin/dovecot --version 2>/dev/null || true)
+echo "install-test-deps: installed ${PACKAGES[*]} (${version:-unknown version})"

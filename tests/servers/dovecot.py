@@ -195,7 +195,8 @@ class DovecotServer:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"dovecot exited with {self._proc.returncode}: {self.log_tail()}")
+                raise RuntimeError(f"dovecot exited with {self._proc.returncode}: "
+                                   f"{self.log_tail()}")
             if all(self._accepts(p) for p in (self.imap_port, self.imaps_port, self.lmtp_port)):
                 return
             time.sleep(0.05)
@@ -299,15 +300,16 @@ class DovecotServer:
     def append_many(self, user: MailUser, folder: str, raws: Sequence[bytes],
                     flags: Sequence[bytes | str] = (),
                     internaldate: datetime | None = None) -> list[int]:
-        """One MULTIAPPEND of every message (sent as is: use CRLF line ends); returns their
-        UIDs (UIDPLUS's APPENDUID)."""
+        """One MULTIAPPEND of every message (line ends made CRLF, as IMAP wants); returns
+        their UIDs (UIDPLUS's APPENDUID)."""
         with self.client(user) as c:
             if not c.folder_exists(folder):
                 c.create_folder(folder)
             extra: dict[str, object] = {"flags": tuple(flags)}
             if internaldate is not None:
                 extra["date"] = internaldate
-            answer = c.multiappend(folder, [{"msg": raw, **extra} for raw in raws])
+            answer = c.multiappend(folder, [{"msg": re.sub(rb"\r?\n", b"\r\n", raw), **extra}
+                                            for raw in raws])
         match = re.search(rb"APPENDUID \d+ ([\d:,]+)", b" ".join(answer[1]))
         if match is None:
             raise RuntimeError(f"no APPENDUID in {answer!r}")
