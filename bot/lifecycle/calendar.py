@@ -71,10 +71,6 @@ class BusinessCalendar:
             day += timedelta(days=1)
         raise ValueError("the business calendar never opens")  # unreachable: days is non-empty
 
-    def describe(self) -> str:
-        days = ", ".join(DAY_NAMES[d] for d in sorted(self.days))
-        return f"{days} {self.open:%H:%M}-{self.close:%H:%M} {self.timezone}"
-
 
 def _aware(dt: datetime) -> datetime:
     """Naive datetimes are taken as UTC, the bot's convention for stored times."""

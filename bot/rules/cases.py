@@ -229,8 +229,8 @@ def run_cases(files: Iterable[Path], ruleset: RuleSet, *,
 def _decide(item: _Runnable, ruleset: RuleSet, own_addresses: frozenset[str],
             own_domain: str | None) -> Decision:
     try:
-        message: Message = parse_message(item.raw or b"", source=item.source,  # type: ignore[arg-type]
-                                         received_at=NOW)
+        message: Message = parse_message(
+            item.raw or b"", source=item.source, received_at=NOW)  # type: ignore[arg-type]
     except MalformedMessage as exc:
         return Decision(ignored=True, reason=f"malformed message: {exc}")
     if item.extra:

@@ -82,6 +82,3 @@ class RuleSet:
     defaults: Defaults
     digest: str  # rules file + templates, for logs: which rules decided this?
     path: Path
-
-    def rule(self, name: str) -> Rule | None:
-        return next((r for r in self.rules if r.name == name), None)

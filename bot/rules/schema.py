@@ -324,7 +324,8 @@ class BusinessHours(Strict):
         days = [d.strip().lower()[:3] for d in value]
         bad = [v for v, d in zip(value, days, strict=True) if d not in DAY_NAMES]
         if bad or not days:
-            raise ValueError(f"days must be weekday names ({', '.join(DAY_NAMES)}); got {bad or value}")
+            raise ValueError(f"days must be weekday names ({', '.join(DAY_NAMES)}); "
+                             f"got {bad or value}")
         return days
 
     @field_validator("hours")

@@ -40,8 +40,8 @@ RulesYamlLoader.add_implicit_resolver(
 RulesYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*))$"), list("-+0123456789"))
 RulesYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?)$"),
-    list("-+0123456789"))
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?)$"), list("-+0123456789"))
 
 
 class YamlSyntaxError(Exception):

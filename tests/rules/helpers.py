@@ -41,5 +41,6 @@ def message(subject: str = "", text: str = "", **kw: object) -> Message:
         kw["headers"] = Headers(tuple(headers.items()))
     attachments = kw.pop("attachments", None)
     if attachments is not None:
-        kw["attachments"] = tuple(Attachment(n, t, 10) for n, t in attachments)  # type: ignore[attr-defined]
+        kw["attachments"] = tuple(
+            Attachment(n, t, 10) for n, t in attachments)  # type: ignore[attr-defined]
     return replace(base, **kw)  # type: ignore[arg-type]

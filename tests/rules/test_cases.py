@@ -45,7 +45,8 @@ def test_a_mismatch_is_described() -> None:
 
 def test_missing_corpus_is_skipped_not_failed(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("manifest: nowhere/manifest.yaml\nfolders: [{path: nowhere, expect: {ignored: true}}]\n"
+    path.write_text("manifest: nowhere/manifest.yaml\n"
+                    "folders: [{path: nowhere, expect: {ignored: true}}]\n"
                     "cases:\n  - {name: gone, eml: gone.eml, expect: {ignored: true}}\n")
     assert [r.status for r in run_cases([path], SHIPPED)] == ["skip", "skip", "skip"]
 

@@ -48,7 +48,8 @@ settings:
   oncall: oncall@example.com
   owners: {billing: billing@example.com, sam: 123}
   followup: {check_in_after: 1d 12h, close_after: 30m}
-  business_hours: {timezone: Europe/Berlin, days: [mon, tue], hours: "08:30-16:00", holidays: [2026-12-25]}
+  business_hours:
+    {timezone: Europe/Berlin, days: [mon, tue], hours: "08:30-16:00", holidays: [2026-12-25]}
   limits: {per_recipient_per_day: 3}
   first_response: {alert_after: 2h}
   assigned_reminder_after: off
@@ -91,7 +92,8 @@ settings:
     ("rules:\n  - name: a\n    action: forward\n",
      5, ["rule 'a'", "needs 'to'"]),
     # two operators in one test
-    ("rules:\n  - name: a\n    when:\n      subject: {contains: x, equals: y}\n    action: acknowledge\n",
+    ("rules:\n  - name: a\n    when:\n      subject: {contains: x, equals: y}\n"
+     "    action: acknowledge\n",
      7, ["rule 'a' (when.subject)", "exactly one of"]),
     # unknown source
     ("rules:\n  - name: a\n    when: {source: pop3}\n    action: acknowledge\n",
@@ -215,6 +217,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 SHIPPED = Templates(TEMPLATES)
+FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 YAMLISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8)
     | st.sampled_from(["rules", "when", "any", "not", "subject", "action", "forward", "name",
@@ -227,8 +230,7 @@ YAMLISH = st.recursive(
     max_leaves=20)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=FUZZ_CHECKS)
 @given(data=YAMLISH)
 def test_any_yaml_gives_a_ruleset_or_rules_error(tmp_path: Path, data: object) -> None:
     import yaml
@@ -241,8 +243,7 @@ def test_any_yaml_gives_a_ruleset_or_rules_error(tmp_path: Path, data: object) -
         assert exc.errors and all(e.startswith(f"{path}:") for e in exc.errors)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=FUZZ_CHECKS)
 @given(text=st.text(max_size=200))
 def test_any_text_gives_a_ruleset_or_rules_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.yaml"

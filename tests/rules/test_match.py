@@ -25,7 +25,7 @@ def evaluate(condition: dict[str, Any], msg: Message) -> tuple[bool, str]:
     ({"subject": {"equals": "emails"}}, False),
     ({"subject": {"matches": r"\bboun\w+"}}, True),            # search, not full match
     ({"subject": {"matches": "^bounce"}}, False),
-    ({"subject": {"matches": "BOUNCE"}}, True),                # upper-case pattern still ignores case
+    ({"subject": {"matches": "BOUNCE"}}, True),                # upper case still ignores case
     ({"subject": {"one_of": ["emails bounce", "x"]}}, True),
     ({"body": {"contains": "gmail"}}, True),
     ({"body": {"contains": "emails bounce"}}, False),
@@ -76,7 +76,8 @@ def test_reasons_say_what_matched() -> None:
     ok, why = evaluate({"body": {"matches": r"\b5\d\d \d\.\d\.\d\b"}}, msg)
     assert ok and '(found "550 5.7.1")' in why
     assert evaluate({"subject": "refund"}, msg) == (False, "subject does not contain 'refund'")
-    assert evaluate({"not": {"subject": "bounce"}}, msg) == (False, "excluded: subject contains 'bounce'")
+    assert evaluate({"not": {"subject": "bounce"}}, msg) == (
+        False, "excluded: subject contains 'bounce'")
     ok, why = evaluate({"any": [{"subject": "zz"}, {"body": "yy"}]}, msg)
     assert not ok and "none of its 2 conditions matched" in why
     ok, why = evaluate({"all": [{"subject": "bounce"}, {"words": {"less_than": 2}}]}, msg)
