@@ -132,3 +132,49 @@ def check_store(path: Path, *, refs: Iterable[str] = (),
         return check
     finally:
         conn.close()
+
+
+@dataclass
+class HelpScoutCount:
+    """Per conversation in the fake Help Scout: the bot's reply threads and notes."""
+
+    conversations: int = 0
+    answered: int = 0
+    missing: int = 0
+    duplicate_replies: int = 0  # conversations with more than one reply thread
+    duplicate_notes: int = 0  # conversations with more than one internal note
+    examples: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.missing:
+            out.append(f"{self.missing} conversation(s) never answered")
+        if self.duplicate_replies:
+            out.append(f"{self.duplicate_replies} conversation(s) with more than one reply")
+        if self.duplicate_notes:
+            out.append(f"{self.duplicate_notes} conversation(s) with more than one note")
+        return [p + (f" (e.g. {'; '.join(self.examples[:3])})" if self.examples else "")
+                for p in out]
+
+
+def count_helpscout(fake: Any, conversation_ids: Iterable[int]) -> HelpScoutCount:
+    """`fake`: a `bot.testing.fake_helpscout.FakeHelpScout`; no agent writes in these runs,
+    so every `message` thread is the bot's reply and every note the bot's note."""
+    c = HelpScoutCount()
+    for conv in conversation_ids:
+        c.conversations += 1
+        threads = fake.threads(conv)
+        replies = [t for t in threads if t["type"] == "message"]
+        notes = [t for t in threads if t["type"] == "note"]
+        if not replies:
+            c.missing += 1
+            c.examples.append(f"conversation {conv}: no reply")
+            continue
+        c.answered += 1
+        if len(replies) > 1:
+            c.duplicate_replies += 1
+            c.examples.append(f"conversation {conv}: {len(replies)} replies")
+        if len(notes) > 1:
+            c.duplicate_notes += 1
+            c.examples.append(f"conversation {conv}: {len(notes)} notes")
+    return c

@@ -22,8 +22,8 @@ from tests.servers.smtp import SmtpServer
 pytestmark = pytest.mark.slow
 
 
-def test_sigkills_lose_nothing_and_answer_nothing_twice(tmp_path: Path,
-                                                        dovecot: DovecotServer) -> None:  # noqa: F811
+def test_sigkills_lose_nothing_and_answer_nothing_twice(
+        tmp_path: Path, dovecot: DovecotServer) -> None:  # noqa: F811
     report = run_crash_suite(tickets=60, kills=8, seed=8, workdir=tmp_path, dovecot=dovecot)
     assert report.kills == 8
     assert report.problems() == []
