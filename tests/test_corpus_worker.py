@@ -26,6 +26,7 @@ from bot.rules.load import load_ruleset
 from bot.runtime import open_worker
 from bot.store import Store
 from tests.helpers import REPO, deliver, embedded_settings, make_mail, outbox_mail
+from tests.reliability.maildir import deliver_bytes
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 REQUESTER_KINDS = {"acknowledge", "ask_info", "forwarded", "answer"}
@@ -47,9 +48,9 @@ def test_the_whole_corpus_through_the_worker(tmp_path: Path, corpus: Path,
     inbox = tmp_path / "inbox"
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     for n, path in enumerate(files):
-        deliver(inbox, path.read_bytes(), T0 - timedelta(minutes=30, seconds=n))
+        deliver_bytes(inbox, path.read_bytes(), T0 - timedelta(minutes=30, seconds=n))
     for raw in NOT_MAIL:
-        deliver(inbox, raw, T0 - timedelta(minutes=5))
+        deliver_bytes(inbox, raw, T0 - timedelta(minutes=5))
     settings = embedded_settings(tmp_path)
     clock = FakeClock(T0)
     cycle(settings, clock)
