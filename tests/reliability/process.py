@@ -28,13 +28,13 @@ def worker_env(workdir: Path, **settings: str) -> dict[str, str]:
 
 def imap_smtp_env(workdir: Path, *, imap_host: str, imap_port: int, user: str, password: str,
                   smtp_host: str, smtp_port: int, **extra: str) -> dict[str, str]:
-    return worker_env(
-        workdir,
-        SUPPORTBOT_IMAP_HOST=imap_host, SUPPORTBOT_IMAP_PORT=str(imap_port),
-        SUPPORTBOT_IMAP_USER=user, SUPPORTBOT_IMAP_PASSWORD=password,
-        SUPPORTBOT_IMAP_TLS="none",
-        SUPPORTBOT_SMTP_HOST=smtp_host, SUPPORTBOT_SMTP_PORT=str(smtp_port),
-        SUPPORTBOT_SMTP_TLS="none", **extra)
+    settings = {
+        "SUPPORTBOT_IMAP_HOST": imap_host, "SUPPORTBOT_IMAP_PORT": str(imap_port),
+        "SUPPORTBOT_IMAP_USER": user, "SUPPORTBOT_IMAP_PASSWORD": password,
+        "SUPPORTBOT_IMAP_TLS": "none",
+        "SUPPORTBOT_SMTP_HOST": smtp_host, "SUPPORTBOT_SMTP_PORT": str(smtp_port),
+        "SUPPORTBOT_SMTP_TLS": "none", **extra}
+    return worker_env(workdir, **settings)
 
 
 def start(args: Iterable[str], env: Mapping[str, str], cwd: Path,
