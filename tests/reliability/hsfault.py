@@ -61,7 +61,7 @@ class HsReport:
         return [
             ("conversations", self.conversations),
             ("cycles under faults / clean", f"{self.fault_cycles} / {self.clean_cycles}"),
-            ("faults injected", dict(sorted(self.injected.items()))),
+            ("faulty answers given, by fault", dict(sorted(self.injected.items()))),
             ("tokens expired / issued", f"{self.expirations} / {self.tokens}"),
             ("429 answers / requests", f"{self.rate_limited} / {self.requests}"),
             ("exceptions out of cycle() / hung", f"{len(self.drive.raised)} / {self.drive.hung}"),
