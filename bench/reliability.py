@@ -27,14 +27,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.rules.load import load_ruleset  # noqa: E402
-from bot.templates import Templates  # noqa: E402
-from tests.reliability import fuzz  # noqa: E402
-from tests.reliability.badinput import run_corpus  # noqa: E402
-from tests.reliability.crash import run_crash_suite  # noqa: E402
-from tests.reliability.hsfault import run_helpscout_suite  # noqa: E402
-from tests.reliability.netfault import run_network_suite  # noqa: E402
-from tests.servers.dovecot import DovecotServer, find_dovecot  # noqa: E402
+from hypothesis import strategies as st
+
+from bot.rules.load import load_ruleset
+from bot.templates import Templates
+from tests.reliability import fuzz
+from tests.reliability.badinput import run_corpus
+from tests.reliability.crash import run_crash_suite
+from tests.reliability.hsfault import run_helpscout_suite
+from tests.reliability.netfault import run_network_suite
+from tests.servers.dovecot import DovecotServer, find_dovecot
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -42,8 +44,8 @@ SUITES = ("crash", "network", "helpscout", "input", "security")
 # The defects the suites found in code this suite does not own, pinned as strict xfails.
 PINNED = [
     "tests/reliability/test_crash.py::test_a_kill_mid_batch_resends_at_most_the_message_in_flight",
-    "tests/reliability/test_netfault.py::"
-    "test_a_connection_lost_during_login_is_not_an_authentication_failure",
+    ("tests/reliability/test_netfault.py::"
+    "test_a_connection_lost_during_login_is_not_an_authentication_failure"),
 ]
 
 
@@ -151,15 +153,21 @@ def bad_input(sizes: Sizes, work: Path) -> list[Outcome]:
     rules_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     say("fuzzing: whole pipeline, parse + decide, rules.yaml")
+
+    def decide(raw: bytes) -> None:
+        fuzz.decide_once(raw, ruleset)
+
+    def rules(text: str) -> None:
+        fuzz.rules_once(text, rules_dir, templates)
+
     reports = [
         fuzz.run_hypothesis("bytes -> Maildir -> worker cycle",
-                            fuzz.st.lists(fuzz.RAW_MAIL, min_size=1, max_size=6),
+                            st.lists(fuzz.RAW_MAIL, min_size=1, max_size=6),
                             quiet(fuzz.pipeline_once), sizes.fuzz_pipeline),
-        fuzz.run_hypothesis("bytes -> parse_message -> decide", fuzz.RAW_MAIL,
-                            lambda raw: fuzz.decide_once(raw, ruleset), sizes.fuzz_decide),
+        fuzz.run_hypothesis("bytes -> parse_message -> decide", fuzz.RAW_MAIL, decide,
+                            sizes.fuzz_decide),
         fuzz.run_hypothesis("text / mutated rules.yaml -> load_ruleset", fuzz.RULES_TEXT,
-                            lambda text: fuzz.rules_once(text, rules_dir, templates),
-                            sizes.fuzz_rules),
+                            rules, sizes.fuzz_rules),
     ]
     if sizes.atheris_seconds:
         for target in ("mail", "rules"):
@@ -190,10 +198,11 @@ def security() -> list[Outcome]:
     say("security suite and pinned defects (pytest)")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rxXf", "-p", "no:cacheprovider",
-         "tests/test_security.py", *PINNED], cwd=REPO, capture_output=True, text=True)
+         "tests/test_security.py", *PINNED], cwd=REPO, capture_output=True, text=True,
+        check=False)
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
-    counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (passed|failed|xfailed|xpassed|"
-                                                     r"error|errors|skipped)", summary))
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|xfailed|xpassed|"
+                                                     r"error|errors|skipped)", summary)}
     xfails = [line.split(" - ")[0].removeprefix("XFAIL ").strip()
               for line in done.stdout.splitlines() if line.startswith("XFAIL")]
     rows: list[tuple[str, object]] = [

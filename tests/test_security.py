@@ -57,7 +57,7 @@ def _reset_structlog() -> Iterator[None]:
 def run_once(settings_env: dict[str, str], cwd: Path, *args: str,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bot", *args], env=settings_env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # -- header injection ---------------------------------------------------------------------
@@ -155,16 +155,16 @@ ESCAPES = [
     "{{ joiner.__init__.__globals__['os'].popen('touch {marker}').read() }}",
     "{{ lipsum.__globals__['os'].system('touch {marker}') }}",
     "{{ namespace.__init__.__globals__ }}",
-    "{{ self._TemplateReference__context.cycler.__init__.__globals__.os"
-    ".system('touch {marker}') }}",
-    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c('touch {marker}', shell=True) }}"
-    "{% endfor %}",
+    ("{{ self._TemplateReference__context.cycler.__init__.__globals__.os"
+    ".system('touch {marker}') }}"),
+    ("{% for c in [].__class__.__base__.__subclasses__() %}{{ c('touch {marker}', shell=True) }}"
+    "{% endfor %}"),
     "{{ ''|attr('__class__')|attr('__mro__') }}",
     "{{ name.__class__.__init__.__globals__ }}",
     "{{ '{0.__class__.__init__.__globals__}'.format(name) }}",
     "{{ config.__class__.__init__.__globals__['os'].system('touch {marker}') }}",
-    "{{ request.application.__globals__.__builtins__.__import__('os')"
-    ".system('touch {marker}') }}",
+    ("{{ request.application.__globals__.__builtins__.__import__('os')"
+    ".system('touch {marker}') }}"),
 ]
 
 
@@ -336,7 +336,8 @@ def test_the_state_file_is_owner_only_whatever_the_umask(tmp_path: Path) -> None
     env = process.worker_env(tmp_path, SUPPORTBOT_MAILDIR=str(tmp_path / "inbox"),
                              SUPPORTBOT_OUTBOX_MAILDIR=str(tmp_path / "outbox"))
     done = subprocess.run([sys.executable, "-m", "bot", "run", "--once"], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60, umask=0)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, umask=0,
+                          check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert owner_only(tmp_path / "state.db")
 

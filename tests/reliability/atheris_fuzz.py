@@ -14,14 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import atheris
+import atheris  # type: ignore[import-untyped]
 
 with atheris.instrument_imports():
     from bot.mail.parse import parse_message  # noqa: F401  (instrumented for coverage)
     from bot.rules.decide import decide  # noqa: F401
     from bot.rules.load import load_ruleset
     from bot.templates import Templates
-    from tests.reliability.fuzz import REPO, decide_once, rules_once
+    from tests.helpers import REPO
+    from tests.reliability.fuzz import decide_once, rules_once
 
 TEMPLATES = Templates(REPO / "templates")
 RULESET = load_ruleset(REPO / "rules.yaml", TEMPLATES)

@@ -65,8 +65,8 @@ class CorpusReport:
         return [
             ("files delivered (corpus + not-mail)", self.files),
             ("ledger by status", dict(sorted(self.statuses.items()))),
-            ("human tickets answered once, as expected", f"{self.answered_as_expected} / "
-                                                         f"{self.tickets}"),
+            ("human tickets answered once, as expected", (f"{self.answered_as_expected} / "
+                                                         f"{self.tickets}")),
             ("answered twice / wrong or missing",
              f"{len(self.answered_twice)} / {len(self.wrong_or_missing)}"),
             ("messages to a machine or stranger", len(self.strangers)),
@@ -97,7 +97,7 @@ def run_corpus(corpus: Path, workdir: Path) -> CorpusReport:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     try:
         _cycle(settings, clock)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever escapes the worker is the finding
         report.raised = f"{type(exc).__name__}: {exc}"
         return report
     finally:

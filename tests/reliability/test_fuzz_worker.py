@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.templates import Templates
-from tests.reliability.fuzz import RAW_MAIL, REPO, RULES_TEXT, pipeline_once, rules_once
+from tests.helpers import REPO
+from tests.reliability.fuzz import RAW_MAIL, RULES_TEXT, pipeline_once, rules_once
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

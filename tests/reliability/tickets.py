@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime
 
 # The first message the requester hears, by the rule the subject draws.
 PHRASES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -25,11 +25,11 @@ PHRASES: dict[str, tuple[tuple[str, str], ...]] = {
         ("Charged twice this month",
          "I was charged twice for my subscription in October, please refund one of the charges."),
         ("My emails aren't sending",
-         "Since this morning none of my emails to clients are going out, they bounce back with "
-         "550 errors."),
+         ("Since this morning none of my emails to clients are going out, they bounce back with "
+         "550 errors.")),
         ("Cannot log in",
-         "I reset my password twice but I still cannot log in to my account, it says invalid "
-         "credentials."),
+         ("I reset my password twice but I still cannot log in to my account, it says invalid "
+         "credentials.")),
     ),
 }
 # What the requester is sent first (X-Supportbot-Kind); `forward` goes to the owner.
