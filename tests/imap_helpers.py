@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 from bot.config import ImapSettings, Settings, load_settings
 from tests.helpers import REPO, make_mail
@@ -24,7 +24,14 @@ EXPORT_QUESTION = ("How do I export my contacts to a CSV file? I looked in the s
                    "but could not find a button for it.")
 
 
-def imap_env(imap: ImapSettings, smtp: SmtpServer | None, state: Path,
+class Listener(Protocol):
+    """Anything that listens for SMTP: the test server, or the benchmark's lean sink."""
+
+    host: str
+    port: int
+
+
+def imap_env(imap: ImapSettings, smtp: Listener | None, state: Path,
              **extra: str) -> dict[str, str]:
     """The SUPPORTBOT_* variables of a worker reading ``imap`` and sending through ``smtp``."""
     env = {
