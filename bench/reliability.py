@@ -7,7 +7,7 @@ Suites: crash (SIGKILLed worker process, Dovecot + aiosmtpd), network (fault pro
 front of IMAP, SMTP and Help Scout), helpscout (a misbehaving fake Help Scout), input
 (the shared corpus through the worker, hypothesis fuzzers, atheris when installed), and
 security (tests/test_security.py plus the defects pinned as strict xfails). The short
-version matches what CI runs; --long is `make reliability-long` (several minutes).
+version has the sizes CI runs (tests/reliability); --long is `make reliability-long` (several minutes).
 Exit status 1 when any suite found a problem.
 """
 
@@ -66,7 +66,7 @@ class Sizes:
     atheris_seconds: int
 
 
-SHORT = Sizes(60, 8, None, 30, 15, 16, 30, 12, 0, 100, 2000, 500, 0)
+SHORT = Sizes(60, 8, None, 24, 12, 12, 30, 12, 0, 100, 2000, 500, 0)
 LONG = Sizes(500, 60, (150, 20), 200, 100, 80, 200, 60, 3, 1500, 20000, 3000, 60)
 
 

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.slow
 
 def test_network_faults_lose_nothing_and_double_nothing(
         tmp_path: Path, dovecot: DovecotServer) -> None:  # noqa: F811
-    report = run_network_suite(imap_tickets=30, hs_conversations=15, fault_cycles=16, seed=3,
-                               workdir=tmp_path, dovecot=dovecot)
+    report = run_network_suite(imap_tickets=24, hs_conversations=12, fault_cycles=12, seed=3,
+                               workdir=tmp_path, dovecot=dovecot, stall_seconds=1.0, pause=0.3)
     assert report.drops > 0 and sum(s.connections for s in report.proxies.values()) > 3
     assert report.problems() == []
-    assert report.mail.answered == 30 and report.hs.answered == 15
+    assert report.mail.answered == 24 and report.hs.answered == 12
 
 
 class _DropsAtLogin(socketserver.StreamRequestHandler):
