@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog
 
 from bot.cli import main
 from tests.reliability.badinput import run_corpus
@@ -29,7 +30,10 @@ def test_the_whole_corpus_through_the_worker(tmp_path: Path, corpus: Path,
 
     monkeypatch.setenv("SUPPORTBOT_STATE", str(tmp_path / "state.db"))
     capsys.readouterr()
-    assert main(["status", "--json"]) == 0
+    try:
+        assert main(["status", "--json"]) == 0
+    finally:  # the command bound structlog to this test's captured stderr
+        structlog.reset_defaults()
     status = json.loads(capsys.readouterr().out)
     assert len(status["quarantined"]) == report.statuses["quarantined"]
     assert all(q["error"] and q["ref"] for q in status["quarantined"])
