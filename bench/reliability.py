@@ -35,6 +35,7 @@ from tests.reliability import fuzz
 from tests.reliability.badinput import run_corpus
 from tests.reliability.crash import run_crash_suite
 from tests.reliability.hsfault import run_helpscout_suite
+from tests.reliability.inprocess import quiet_logs
 from tests.reliability.netfault import run_network_suite
 from tests.servers.dovecot import DovecotServer, find_dovecot
 
@@ -182,14 +183,9 @@ def bad_input(sizes: Sizes, work: Path) -> list[Outcome]:
 
 def quiet(check: Callable[[list[bytes]], None]) -> Callable[[list[bytes]], None]:
     """The worker logs every message it quarantines; thousands of lines say nothing here."""
-    import structlog
-
     def run(raws: list[bytes]) -> None:
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
-        try:
+        with quiet_logs():
             check(raws)
-        finally:
-            structlog.reset_defaults()
     return run
 
 

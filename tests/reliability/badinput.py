@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import structlog
 import yaml
 
 from bot.clock import FakeClock
@@ -24,6 +23,7 @@ from bot.rules.load import load_ruleset
 from bot.runtime import open_worker
 from bot.store import Store
 from tests.helpers import REPO, embedded_settings, make_mail, outbox_mail
+from tests.reliability.inprocess import quiet_logs
 from tests.reliability.maildir import deliver_bytes
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -94,14 +94,12 @@ def run_corpus(corpus: Path, workdir: Path) -> CorpusReport:
     report.files = len(files) + len(NOT_MAIL)
     settings = embedded_settings(workdir)
     clock = FakeClock(T0)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     try:
-        _cycle(settings, clock)
+        with quiet_logs():
+            _cycle(settings, clock)
     except Exception as exc:  # noqa: BLE001 - whatever escapes the worker is the finding
         report.raised = f"{type(exc).__name__}: {exc}"
         return report
-    finally:
-        structlog.reset_defaults()
 
     manifest = yaml.safe_load((corpus / "tickets" / "manifest.yaml").read_text())["tickets"]
     expected: dict[str, tuple[str, str]] = {}
@@ -141,11 +139,8 @@ def run_corpus(corpus: Path, workdir: Path) -> CorpusReport:
     deliver_bytes(inbox, make_mail(message_id=AFTER, subject="Question about exporting contacts",
                                    body="How do I export my contacts to a CSV file?"), T0)
     clock.advance(60)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    try:
+    with quiet_logs():
         _cycle(settings, clock)
-    finally:
-        structlog.reset_defaults()
     later = [s.kind for s in outbox_mail(workdir / "outbox") if s.message["In-Reply-To"] == AFTER]
     report.carried_on = later == ["acknowledge"]
     return report

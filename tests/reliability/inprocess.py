@@ -47,6 +47,20 @@ def logs_to(path: Path, level: str = "info") -> Iterator[Path]:
             structlog.reset_defaults()
 
 
+@contextmanager
+def quiet_logs(level: int = 50) -> Iterator[None]:
+    """Only events at ``level`` and above, to stderr, for the duration; defaults after.
+
+    Starts from structlog's defaults: a command run earlier (in tests, `main([...])`)
+    may have bound it to a stream that is closed by now."""
+    structlog.reset_defaults()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+
+
 def errors_in(path: Path) -> Counter[str]:
     found: Counter[str] = Counter()
     with path.open(errors="replace") as lines:

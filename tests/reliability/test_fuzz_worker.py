@@ -9,23 +9,20 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.templates import Templates
 from tests.helpers import REPO
 from tests.reliability.fuzz import RAW_MAIL, RULES_TEXT, pipeline_once, rules_once
+from tests.reliability.inprocess import quiet_logs
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(RAW_MAIL, min_size=1, max_size=6))
 def test_no_input_makes_the_worker_raise_or_skip_a_message(raws: list[bytes]) -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    try:
+    with quiet_logs():
         pipeline_once(raws)
-    finally:
-        structlog.reset_defaults()
 
 
 TEMPLATES = Templates(REPO / "templates")
