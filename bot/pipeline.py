@@ -228,7 +228,10 @@ class Pipeline:
                     ticket=ticket, kind=action.kind, to=list(action.to), trigger=trigger,
                     now=now, ruleset=ruleset, templates=templates, template=action.template,
                     rule=action.rule, original=msg)
-        tags = list(decision.tags) + ([f"priority-{decision.priority}"] if decision.priority else [])
+        # Help Scout has no priority field; tag only what differs from the norm, since each
+        # tag write costs a read and a write against the rate limit.
+        tags = list(decision.tags) + ([f"priority-{decision.priority}"]
+                                      if decision.priority not in (None, "normal") else [])
         self.planner.plan_tags(ticket, tags, trigger, now)
         self.lifecycle.ticket_acted(ticket, decision, now, ruleset)
         return ids
