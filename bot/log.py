@@ -43,6 +43,16 @@ class Redactor:
         return {k: self._clean(v) for k, v in event.items()}
 
 
+class _Stderr:
+    """Whatever sys.stderr is at write time (tests swap it; a bound stream may be closed)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "auto", level: str = "info", secrets: Iterable[str] = ()) -> None:
     """Set up structlog once per process; safe to call again (tests, reconfiguration)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -58,6 +68,6 @@ def configure(fmt: str = "auto", level: str = "info", secrets: Iterable[str] = (
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
