@@ -256,7 +256,10 @@ class Pipeline:
             return
         ruleset, templates = self.rules.current
         for row in ours:
-            for address in bounce.recipients or tuple(_json_list(row["recipients"])):
+            sent_to = _json_list(row["recipients"])
+            # free-text bounces are read best effort: only an address we wrote to counts
+            named = [a for a in bounce.recipients if a.lower() in sent_to]
+            for address in named or sent_to:
                 if not self.store.mark_undeliverable(address, bounce.status or "bounced", now):
                     continue
                 ticket = self.store.get_ticket(row["ticket_id"])

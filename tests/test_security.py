@@ -84,13 +84,6 @@ SUBJECT_INJECTIONS = {
         b"From: Ann Example <ann@customer.example>\r\n"
         b"Subject: =?utf-8?q?Charged_twice_this_month=0D=0ABcc:_victim@evil.example?=\r\n"),
 }
-NAME_DEFECT = pytest.mark.xfail(strict=True, reason=(
-    "bot/mail/parse.py stores header values already RFC 2047-decoded (_extract) and "
-    "_envelope/_addresses then split the DECODED From/To/Cc/Reply-To with getaddresses, "
-    "although bot/mail/addresses.address_list says names must be decoded only after "
-    "splitting: an encoded display name that decodes to an address (or to 'Ann\\r\\nTo: "
-    "x@evil') becomes the requester, so the bot writes to an address the sender merely put "
-    "in its name. Fix: split the raw (undecoded) address headers, then decode each name."))
 NAME_INJECTIONS = {
     "name-encoded-address": (
         b"From: =?utf-8?q?victim@evil.example?= <ann@customer.example>\r\n"
@@ -103,8 +96,7 @@ NAME_INJECTIONS = {
         b"Subject: Charged twice this month\r\n"),
 }
 INJECTIONS = {**SUBJECT_INJECTIONS, **NAME_INJECTIONS}
-CASES = [pytest.param(name, marks=NAME_DEFECT) if name in NAME_INJECTIONS else name
-         for name in INJECTIONS]
+CASES = list(INJECTIONS)
 
 
 @pytest.mark.slow

@@ -65,12 +65,15 @@ def parse_message(raw: bytes, *, source: SourceKind = "email",
         except Exception as exc:  # noqa: BLE001 - the stdlib parser fails in many ways on hostile input
             defects.append(f"{name} parser failed ({type(exc).__name__})")
     else:
-        fields = _Fields(headers=_headers_by_hand(normalised))
+        by_hand = _headers_by_hand(normalised)
+        fields = _Fields(headers=[(n, decode_header_value(v)) for n, v in by_hand],
+                         raw_headers=by_hand)
     if not fields.headers:
         raise MalformedMessage("no header fields: not an email message")
     h = Headers(items=tuple(fields.headers))
     try:
-        envelope = _envelope(h)
+        envelope = _envelope(h, Headers(items=tuple(fields.raw_headers)) if fields.raw_headers
+                             else h)
     except Exception as exc:  # noqa: BLE001 - an unforeseen header shape must not lose the mail
         defects.append(f"address or id headers unreadable ({type(exc).__name__})")
         envelope = {"message_id": None, "from_addr": "", "subject": h.get("Subject") or ""}
@@ -136,6 +139,7 @@ def decode_payload(part: MimePart, limit: int | None = None) -> str:
 @dataclass
 class _Fields:
     headers: list[tuple[str, str]]
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # still RFC 2047-encoded
     text: str = ""
     html: str | None = None
     content_type: str = "text/plain"
@@ -152,8 +156,8 @@ class _Body:
 
 
 def _extract(mime: MimePart, defects: list[str]) -> _Fields:
-    headers = [(name.strip(), decode_header_value(str(value)))
-               for name, value in mime.raw_items()]
+    raw_headers = [(name.strip(), str(value)) for name, value in mime.raw_items()]
+    headers = [(name, decode_header_value(value)) for name, value in raw_headers]
     content_type = mime.get_content_type()
     report_type = None
     if content_type == "multipart/report":
@@ -169,7 +173,7 @@ def _extract(mime: MimePart, defects: list[str]) -> _Fields:
     if len(text) > MAX_TEXT_CHARS:
         defects.append(f"text truncated to {MAX_TEXT_CHARS} characters")
         text = text[:MAX_TEXT_CHARS]
-    return _Fields(headers, text, html, content_type, report_type, body.attachments)
+    return _Fields(headers, raw_headers, text, html, content_type, report_type, body.attachments)
 
 
 def _collect(part: MimePart, body: _Body, depth: int, defects: list[str], *,
@@ -340,23 +344,27 @@ def _headers_by_hand(data: bytes) -> list[tuple[str, str]]:
             name, _, value = line.partition(":")
             if name and not any(c.isspace() for c in name):
                 headers.append((name, value))
-    return [(name, decode_header_value(value)) for name, value in headers]
+    return headers
 
 
 # -- header fields ---------------------------------------------------------------------
 
-def _envelope(h: Headers) -> dict[str, Any]:
-    """The `Message` fields that come from headers: addresses, ids, subject, date."""
-    from_pairs = _addresses(h, "From") or _addresses(h, "Sender")
+def _envelope(h: Headers, raw: Headers) -> dict[str, Any]:
+    """The `Message` fields that come from headers: addresses, ids, subject, date.
+
+    Address lists are split while still encoded (``raw``) and only then are the names
+    decoded: an encoded name that decodes to an address or a line break must stay a name.
+    """
+    from_pairs = _addresses(raw, "From") or _addresses(raw, "Sender")
     from_name, from_addr = from_pairs[0] if from_pairs else (_name_only(h.get("From")), "")
     return {
         "message_id": next(iter(_message_ids(h.get("Message-ID"), bare_ok=True)), None),
         "from_addr": from_addr,
         "from_name": from_name,
         "subject": h.get("Subject") or "",
-        "to": tuple(a for _, a in _addresses(h, "To")),
-        "cc": tuple(a for _, a in _addresses(h, "Cc")),
-        "reply_to": tuple(a for _, a in _addresses(h, "Reply-To")),
+        "to": tuple(a for _, a in _addresses(raw, "To")),
+        "cc": tuple(a for _, a in _addresses(raw, "Cc")),
+        "reply_to": tuple(a for _, a in _addresses(raw, "Reply-To")),
         "return_path": _return_path(h.get("Return-Path")),
         "in_reply_to": _message_ids(h.get("In-Reply-To"), bare_ok=True),
         "references": _message_ids(" ".join(h.get_all("References"))),
@@ -364,8 +372,27 @@ def _envelope(h: Headers) -> dict[str, Any]:
     }
 
 
+_WHOLE_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
 def _addresses(h: Headers, name: str) -> list[tuple[str, str]]:
-    return [(decode_header_value(n), a) for n, a in address_list(h.get_all(name))]
+    result: list[tuple[str, str]] = []
+    for value in h.get_all(name):
+        words: dict[str, str] = {}
+
+        def hide(match: re.Match[str]) -> str:
+            key = f"sbencodedword{len(words)}x"
+            words[key] = match.group(0)
+            return f'"{key}"'
+
+        # Encoded words become opaque quoted names while the list is split, so what they
+        # decode to (an address, a comma, a line break) can only ever be a display name.
+        masked = _WHOLE_ENCODED_WORD.sub(hide, " ".join(value.split()))
+        for display, addr in address_list([masked]):
+            for key, word in words.items():
+                display = display.replace(key, word)
+            result.append((" ".join(decode_header_value(display).split()), addr))
+    return result
 
 
 def _name_only(value: str | None) -> str:
