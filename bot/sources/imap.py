@@ -76,6 +76,11 @@ def connect(settings: ImapSettings, *, ca_file: Path | None = None, tls_insecure
         client.login(settings.user, settings.password)
     except LoginError as exc:
         _close(client)
+        cause = exc.__context__
+        if isinstance(cause, (IMAPClientAbortError, OSError)) or "socket error" in str(exc):
+            # imapclient reports a connection lost during LOGIN as a LoginError: that is a
+            # network blip to retry, not a wrong password to stop for
+            raise IMAPClientAbortError(f"connection lost during login: {exc}") from None
         raise AuthError(f"IMAP login refused for {settings.user} at "
                         f"{settings.host}:{settings.port}: {_server_text(exc)}") from None
     except BaseException:

@@ -62,14 +62,6 @@ class _Cursors:
         return None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/sources/imap.py connect() turns every imapclient LoginError into AuthError, but "
-    "imapclient raises LoginError also when the connection breaks during LOGIN (it wraps "
-    "imaplib's abort 'socket error: EOF'): a network blip is then logged as 'source "
-    "authentication failed' and the worker pauses IMAP for 10 minutes instead of "
-    "reconnecting. Seen twice in the network-fault suite. Fix: in connect(), when "
-    "exc.__context__ is an IMAPClientAbortError or OSError, re-raise that (transient) "
-    "instead of AuthError."))
 def test_a_connection_lost_during_login_is_not_an_authentication_failure(
         drops_at_login: int) -> None:
     settings = ImapSettings(host="127.0.0.1", port=drops_at_login, user="support@example.test",
