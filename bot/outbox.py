@@ -96,21 +96,28 @@ class Outbox:
                     self.store.set_outbox_status(row["id"], "sending", now, bump_attempts=True)
                     by_channel[row["channel"]].append(to_item(row))
             for name, items in by_channel.items():
-                outcomes = await self._send(self.channels[name], items)
-                for item, outcome in zip(items, outcomes, strict=True):
-                    await self._record(item, outcome, now, report)
+                await self._send(self.channels[name], items, now, report)
         return report
 
-    async def _send(self, channel: Channel, items: list[OutboxItem]) -> list[SendOutcome]:
+    async def _send(self, channel: Channel, items: list[OutboxItem], now: datetime,
+                    report: FlushReport) -> None:
+        """Each outcome is recorded the moment the channel reports it (crash window: one item)."""
+        recorded: set[int] = set()
+
+        async def on_outcome(item: OutboxItem, outcome: SendOutcome) -> None:
+            if item.id not in recorded:
+                recorded.add(item.id)
+                await self._record(item, outcome, now, report)
+
         try:
-            outcomes = await channel.send_batch(items)
+            outcomes = await channel.send_batch(items, on_outcome=on_outcome)
         except Exception as exc:  # a channel bug must not lose the rows: retry later
             log.error("channel raised", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
-            return [SendOutcome("retry", f"{type(exc).__name__}: {exc}") for _ in items]
+            outcomes = []
         if len(outcomes) != len(items):
-            return [SendOutcome("retry", "channel returned the wrong number of outcomes")
-                    for _ in items]
-        return outcomes
+            outcomes = [SendOutcome("retry", "channel did not report this item")] * len(items)
+        for item, outcome in zip(items, outcomes, strict=True):
+            await on_outcome(item, outcome)
 
     async def _record(self, item: OutboxItem, outcome: SendOutcome, now: datetime,
                       report: FlushReport) -> None:

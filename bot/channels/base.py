@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 
@@ -39,11 +40,20 @@ class SendOutcome:
     remote_id: str | None = None
 
 
+OnOutcome = Callable[[OutboxItem, SendOutcome], Awaitable[None]]
+
+
 class Channel(Protocol):
     name: str
 
-    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
-        """Send in order over one connection; one outcome per item, never raises for an item."""
+    async def send_batch(self, items: Sequence[OutboxItem],
+                         on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
+        """Send in order over one connection; one outcome per item, never raises for an item.
+
+        ``on_outcome`` is awaited as soon as each item's outcome is known, before the next
+        item is sent: the outbox records it there, so a crash mid-batch can only leave the
+        one message in flight in doubt, not every message already accepted.
+        """
         ...
 
     async def aclose(self) -> None: ...

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from email import message_from_bytes, policy
 
-from bot.channels.base import OutboxItem, SendOutcome
+from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 
 
 class DryRunChannel:
@@ -15,7 +15,8 @@ class DryRunChannel:
         self.out = out or sys.stdout
         self.items: list[OutboxItem] = []
 
-    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+    async def send_batch(self, items: Sequence[OutboxItem],
+                         on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
         for item in items:
             self.items.append(item)
             print(f"would send {item.kind} for ticket #{item.ticket_id} via {item.channel} "

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from bot.channels.base import OutboxItem, SendOutcome
+from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 from bot.errors import AuthError, HelpScoutError
 from bot.helpscout.client import HelpScoutClient
 from bot.helpscout.errors import ConversationGone, HelpScoutUnavailable, ThreadLimitReached
@@ -31,7 +31,8 @@ class HelpScoutChannel:
     def __init__(self, client: HelpScoutClient) -> None:
         self.client = client
 
-    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+    async def send_batch(self, items: Sequence[OutboxItem],
+                         on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
         outcomes: list[SendOutcome] = []
         outage: str | None = None
         for item in items:
@@ -42,6 +43,8 @@ class HelpScoutChannel:
             if outcome.status == "retry":
                 outage = outcome.detail
             outcomes.append(outcome)
+            if on_outcome is not None:
+                await on_outcome(item, outcome)
         return outcomes
 
     async def send(self, item: OutboxItem) -> SendOutcome:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from bot.channels.base import OutboxItem, SendOutcome
+from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +41,15 @@ class MaildirChannel:
         # Maildir's rule: '/' and ':' in the host part are escaped.
         self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
-    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
-        return await asyncio.to_thread(self._write_all, list(items))
+    async def send_batch(self, items: Sequence[OutboxItem],
+                         on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
+        outcomes: list[SendOutcome] = []
+        for item in items:  # one at a time, so each is recorded before the next is written
+            (outcome,) = await asyncio.to_thread(self._write_all, [item])
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                await on_outcome(item, outcome)
+        return outcomes
 
     async def aclose(self) -> None:
         return None

@@ -30,7 +30,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from bot.channels.base import OutboxItem, SendOutcome, SendStatus
+from bot.channels.base import OnOutcome, OutboxItem, SendOutcome, SendStatus
 from bot.config import SmtpSettings
 from bot.mail.compose import valid_address
 
@@ -119,7 +119,8 @@ class SmtpChannel:
             log.warning("SMTP without TLS to a non-loopback host: mail and credentials "
                         "travel in clear text", host=settings.host, port=settings.port)
 
-    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+    async def send_batch(self, items: Sequence[OutboxItem],
+                         on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
         outcomes: list[SendOutcome] = []
         blocked: str | None = None
         self._waited = 0.0
@@ -130,6 +131,8 @@ class SmtpChannel:
                     continue
                 try:
                     outcomes.append(await self._send(item))
+                    if on_outcome is not None:
+                        await on_outcome(item, outcomes[-1])
                 except _Unavailable as exc:
                     blocked = str(exc)
                     log.error("smtp unavailable; batch left for the next cycle",

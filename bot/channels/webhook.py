@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import httpx
 import structlog
 
-from bot.channels.base import OutboxItem, SendOutcome
+from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -20,7 +20,8 @@ class WebhookChannel:
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self._url = url
 
-    async def send_batch(self, items: Sequence[OutboxItem]) -> list[SendOutcome]:
+    async def send_batch(self, items: Sequence[OutboxItem],
+                         on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
         outcomes: list[SendOutcome] = []
         for item in items:
             try:

@@ -52,13 +52,6 @@ class HoldingSmtp(SmtpServer):
         return await super().handle_DATA(server, session, envelope)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/outbox.py Outbox.flush records outcomes only after channel.send_batch() returns for "
-    "the whole batch: a crash in the middle of a batch leaves every message the server had "
-    "already accepted in 'sending', and the restart sends them all again. The window is a "
-    "whole batch (up to 100 messages, plus the SMTP retry budget), not the microseconds "
-    "between one acceptance and its record. Fix: record each outcome as the channel reports "
-    "it (an on_outcome callback to Channel.send_batch)."))
 def test_a_kill_mid_batch_resends_at_most_the_message_in_flight(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     for n in range(5):
