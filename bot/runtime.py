@@ -117,6 +117,8 @@ async def open_worker(settings: Settings, *, clock: Clock | None = None) -> Asyn
         yield worker
     finally:
         await worker.aclose()
+        if parts.sent_folder is not None:
+            await parts.sent_folder.aclose()  # type: ignore[attr-defined]
         if settings.dry_run:
             for channel in parts.channels.values():
                 await channel.aclose()

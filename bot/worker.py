@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import AuthError, SourceError
 from bot.lifecycle.followup import Lifecycle
+from bot.model import Headers
 from bot.lifecycle.report_schedule import maybe_send_report
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
@@ -48,6 +49,14 @@ class CycleReport:
 
 def mail_channel_name(channels: dict[str, Channel]) -> str | None:
     return "smtp" if "smtp" in channels else "maildir" if "maildir" in channels else None
+
+
+def _slim(outcome: Outcome) -> Outcome:
+    """The outcome without the message's bodies: reports keep who and what, not the mail."""
+    if outcome.message is None:
+        return outcome
+    return replace(outcome, message=replace(outcome.message, raw=None, html=None, text="",
+                                            headers=Headers()))
 
 
 class Worker:
@@ -127,8 +136,10 @@ class Worker:
             return
         try:
             async for batch in source.batches():
-                report.outcomes += self.pipeline.ingest_batch(
-                    source.cursor_key, batch, self.clock.now())
+                outcomes = self.pipeline.ingest_batch(source.cursor_key, batch, self.clock.now())
+                if not self.settings.dry_run:  # a long backlog must not keep every message
+                    outcomes = [_slim(o) for o in outcomes]
+                report.outcomes += outcomes
                 await self._flush(report)  # answer the first batch before reading the next
                 if self.stop_event.is_set():
                     break

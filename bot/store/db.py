@@ -169,6 +169,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
     CREATE INDEX outbox_mid ON outbox(message_id);
     """,
+    # 3: cancelling a ticket's timers must not scan every pending timer
+    """
+    CREATE INDEX timers_ticket ON timers(ticket_id, status);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
