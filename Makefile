@@ -13,8 +13,10 @@ $(BIN)/supportbot: pyproject.toml constraints.txt
 
 install: $(BIN)/supportbot
 
+# In CI a missing Dovecot is fatal; on a laptop without root the Dovecot tests skip instead.
 install-test: install
-	bash scripts/install-test-deps.sh
+	@if [ -n "$$CI" ]; then bash scripts/install-test-deps.sh; \
+	else bash scripts/install-test-deps.sh || echo "make: Dovecot missing: its tests will skip"; fi
 
 demo: install
 	$(BIN)/supportbot demo
