@@ -51,6 +51,8 @@ def test_demo_names_each_tickets_outcome(tmp_path: Path, capsys: pytest.CaptureF
     assert "check_in" in out or "check-in" in out
     assert "closed" in out
     assert list((tmp_path / "demo" / "outbox" / "new").iterdir())
+    assert "Part two: the same desk working inside Help Scout" in out
+    assert "'help': status closed" in out and "priority-critical" in out
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:

@@ -103,6 +103,7 @@ async def run_demo(settings: Settings, directory: Path, out: Printer = print) ->
             f"now {t['state']}")
     for ignored in summary["ignored"]:
         out(f"   ignored: {ignored['from']} {ignored['subject']!r}: {ignored['reason']}")
+    summary["helpscout"] = await helpscout_story(settings, directory, out)
     out("")
     out(f"The mail the bot wrote is in {outbox}/new ({summary['sent']} messages); "
         f"its state is {directory / 'supportbot.db'}.")
@@ -126,3 +127,44 @@ def summarise(store: Store) -> dict[str, Any]:
                    "SELECT from_addr, subject, reason FROM messages WHERE status = 'ignored'")]
     sent = store.outbox_counts().get("sent", 0)
     return {"tickets": tickets, "ignored": ignored, "sent": sent}
+
+
+async def helpscout_story(settings: Settings, directory: Path, out: Printer) -> dict[str, Any]:
+    """The same desk in Help Scout: a local fake of the Mailbox API v2, over real HTTP."""
+    from bot.testing.fake_helpscout import FakeHelpScout
+
+    today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    clock = FakeClock(today - timedelta(days=today.weekday()))
+    fake = FakeHelpScout(clock=clock)
+    out("")
+    out("Part two: the same desk working inside Help Scout (a local fake of the Mailbox API v2, "
+        "over HTTP). Replies, notes and tags are written in the conversations themselves.")
+    urgent = fake.add_conversation(
+        "Campaign emails bouncing", "sam@harbourhomes.example",
+        "Our Tuesday newsletter bounced for half the list with 550 5.7.1 errors.",
+        customer_name="Sam Rivera")
+    vague = fake.add_conversation("help", "lee@northside.example", "help pls",
+                                  customer_name="Lee Park")
+    with fake.serve() as url:
+        from bot.config import HelpScoutSettings
+
+        hs_settings = settings.with_(
+            state_path=directory / "helpscout.db", maildir_path=None, outbox_maildir_path=None,
+            helpscout=HelpScoutSettings(app_id=fake.app_id, app_secret=fake.app_secret,
+                                        mailbox_id=fake.mailbox_id, base_url=url))
+        async with open_worker(hs_settings, clock=clock) as worker:
+            timeline = Timeline(worker.store, out)
+            await _step(worker, clock, timeline, "the bot reads new conversations and answers")
+            clock.advance(timedelta(hours=24, minutes=1))
+            await _step(worker, clock, timeline, "24 h later: a check-in in the silent conversation")
+            clock.advance(timedelta(hours=24, minutes=1))
+            await _step(worker, clock, timeline, "another day: closure, conversation closed")
+    result = {}
+    for conv in (urgent, vague):
+        c = fake.conversation(conv)
+        threads = [t["type"] for t in fake.threads(conv)]
+        tags = sorted(t["tag"] if isinstance(t, dict) else str(t) for t in c.get("tags", []))
+        out(f"   Help Scout #{c['number']} {c['subject']!r}: status {c['status']}, "
+            f"threads {threads}, tags {tags}")
+        result[c["number"]] = {"status": c["status"], "threads": threads, "tags": tags}
+    return result
