@@ -19,6 +19,7 @@ import structlog
 from bot.config import Settings
 from bot.mail.compose import ComposeError, compose, make_message_id, ticket_subject
 from bot.model import Message
+from bot.rules.durations import humanise
 from bot.store import Store, Ticket
 from bot.templates import Templates
 
@@ -56,16 +57,6 @@ class Team:
         return address.lower() in self.addresses
 
 
-def humanise(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    if hours >= 24 and hours % 24 == 0:
-        days = int(hours // 24)
-        return "1 day" if days == 1 else f"{days} days"
-    if hours >= 1 and hours == int(hours):
-        return "1 hour" if hours == 1 else f"{int(hours)} hours"
-    return f"{int(delta.total_seconds() // 60)} minutes"
-
-
 class Planner:
     """Renders templates, composes mail or Help Scout operations, records outbox rows."""
 
@@ -92,7 +83,7 @@ class Planner:
             "ticket_ref": f"[#{ticket.id}]",
             "subject": ticket.subject or "your request",
             "owner": owner or "",
-            "owner_name": owner_name(owner, s) if owner else "",
+            "owner_name": s.owner_name(owner) if owner else "",
             "topic": ticket.topic or "",
             "priority": ticket.priority or "normal",
             "rule": rule or "",
@@ -306,11 +297,3 @@ class Planner:
 
     cap: int | None = 5
     team: Team = Team(frozenset())
-
-
-def owner_name(owner: str, settings: Any) -> str:
-    """A friendly name for who has the ticket: the owners' table name, else the address."""
-    for name, target in getattr(settings, "owners", {}).items():
-        if str(target).lower() == owner.lower() or name == owner:
-            return f"our {name.replace('_', ' ').replace('-', ' ')} team"
-    return owner

@@ -18,7 +18,8 @@ import structlog
 
 from bot.clock import from_iso
 from bot.model import Decision, Message
-from bot.plan import Planner, humanise
+from bot.plan import Planner
+from bot.rules.durations import humanise
 from bot.store import Store, Ticket
 
 log = structlog.get_logger(__name__)
