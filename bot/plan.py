@@ -37,6 +37,7 @@ REQUESTER_KINDS = frozenset(
 # The state a ticket enters when this kind of message goes out.
 STATE_AFTER = {"acknowledge": "acknowledged", "forward": "forwarded", "ask_info": "waiting",
                "answer": "answered", "reopened": "open"}
+ALERT_KINDS = frozenset({"alert", "first_response_overdue", "undeliverable"})
 DEFAULT_TEMPLATES = {
     "acknowledge": "acknowledge", "ask_info": "ask_info", "answer": "answer",
     "forward": "forward", "forwarded": "forwarded", "alert": "alert",
@@ -115,8 +116,15 @@ class Planner:
             return self._plan_helpscout(ticket=ticket, kind=kind, to=to, trigger=trigger,
                                         now=now, rendered=rendered, rule=rule, owner=owner,
                                         status=helpscout_status, team_text=ctx)
-        return self._plan_mail(ticket=ticket, kind=kind, to=to, trigger=trigger, now=now,
-                               rendered=rendered, rule=rule, original=original)
+        ids = self._plan_mail(ticket=ticket, kind=kind, to=to, trigger=trigger, now=now,
+                              rendered=rendered, rule=rule, original=original)
+        if kind in ALERT_KINDS and self.mail_channel is not None:
+            # mail itself may be what is failing: alerts also go to the log and the webhook
+            log.error("alert", ticket=ticket.id, kind=kind, subject=ticket.subject)
+            if self.alert_webhook:
+                ids += self._plan_webhook(ticket, kind, f"t{ticket.id}:{kind}:{trigger}:webhook",
+                                          rendered, now, rule)
+        return ids
 
     def _plan_mail(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str,
                    now: datetime, rendered: Any, rule: str | None,
@@ -182,12 +190,16 @@ class Planner:
                            rule=rule)
             log.error("no channel for requester message", ticket=ticket.id, kind=kind)
             return []
-        if kind in {"alert", "first_response_overdue", "undeliverable"}:
+        if kind in ALERT_KINDS:
             log.error("alert", ticket=ticket.id, kind=kind, text=rendered.text[:500])
         if not self.alert_webhook:
             self.store.log(now, ticket.id, "logged", f"{kind}: no mail channel; logged only",
                            rule=rule)
             return []
+        return self._plan_webhook(ticket, kind, key, rendered, now, rule)
+
+    def _plan_webhook(self, ticket: Ticket, kind: str, key: str, rendered: Any, now: datetime,
+                      rule: str | None) -> list[int]:
         payload = json.dumps({"text": f"[#{ticket.id}] {ticket.subject}\n\n{rendered.text}",
                               "ticket": ticket.id, "kind": kind}).encode()
         outbox_id = self.store.add_outbox(
