@@ -33,6 +33,7 @@ from tenacity.stop import stop_base
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome, SendStatus
 from bot.config import SmtpSettings
 from bot.mail.compose import valid_address
+from bot.tls import tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -56,17 +57,6 @@ class _BudgetSpent(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self.channel._waited >= self.channel.retry_budget
-
-
-def tls_context(ca_file: Path | None, insecure: bool) -> ssl.SSLContext:
-    """System CAs plus ``ca_file``; verification off only when explicitly asked."""
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=str(ca_file))
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _is_transient(exc: BaseException) -> bool:

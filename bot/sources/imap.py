@@ -43,6 +43,7 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
 from bot.config import ImapSettings
 from bot.errors import AuthError, SourceError
 from bot.sources.base import Batch, CursorStore, Inbound
+from bot.tls import tls_context
 
 log = structlog.get_logger(__name__)
 
@@ -53,17 +54,6 @@ WAKE_RESPONSES = {b"EXISTS", b"RECENT"}
 
 
 # -- connecting ---------------------------------------------------------------------------
-def tls_context(ca_file: Path | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """Verifying context with the system CAs plus ``ca_file``; ``insecure`` turns checks off."""
-    ctx = ssl.create_default_context()
-    if ca_file is not None:
-        ctx.load_verify_locations(cafile=str(ca_file))
-    if insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def connect(settings: ImapSettings, *, ca_file: Path | None = None, tls_insecure: bool = False,
             timeout: float = 30.0) -> IMAPClient:
     """A logged-in client. `AuthError` when the credentials are refused; network errors as is."""
