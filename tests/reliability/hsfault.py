@@ -50,9 +50,7 @@ class HsReport:
     seconds: float = 0.0
 
     def problems(self) -> list[str]:
-        out = [f"cycle raised {e}" for e in self.drive.raised]
-        if self.drive.hung:
-            out.append(f"{self.drive.hung} cycle(s) hung")
+        out = self.drive.problems()
         return out + self.count.problems() + self.store.problems(
             expected_tickets=self.conversations)
 

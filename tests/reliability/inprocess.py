@@ -81,6 +81,12 @@ class DriveStats:
     hung: int = 0
     restarts: int = 0
 
+    def problems(self) -> list[str]:
+        out = [f"cycle raised {e}" for e in self.raised]
+        if self.hung:
+            out.append(f"{self.hung} cycle(s) hung")
+        return out
+
 
 class Driver:
     """Owns one worker at a time; ``cycle()`` runs one guarded cycle."""

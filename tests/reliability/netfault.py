@@ -62,9 +62,7 @@ class NetReport:
     seconds: float = 0.0
 
     def problems(self) -> list[str]:
-        out = [f"cycle raised {e}" for e in self.drive.raised]
-        if self.drive.hung:
-            out.append(f"{self.drive.hung} cycle(s) hung")
+        out = self.drive.problems()
         out += self.mail.problems() + self.hs.problems()
         out += self.store.problems(expected_tickets=self.imap_tickets + self.hs_conversations)
         return out
