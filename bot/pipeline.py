@@ -7,6 +7,7 @@ without costing its neighbours. Nothing here sends: the outbox does, afterwards.
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -273,7 +274,5 @@ def _domain(address: str) -> str:
 
 
 def _json_list(text: str) -> list[str]:
-    import json
-
     value = json.loads(text or "[]")
     return [str(v) for v in value] if isinstance(value, list) else []

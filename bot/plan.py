@@ -68,6 +68,9 @@ class Planner:
         self.mail_channel = mail_channel
         self.helpscout = helpscout
         self.alert_webhook = alert_webhook
+        # loop-safety settings; the worker sets them from the rules in force (and on reload)
+        self.cap: int | None = 5
+        self.team = Team(frozenset())
 
     # -- template context ---------------------------------------------------------------
     def context(self, ticket: Ticket, ruleset: Any, *, kind: str, rule: str | None,
@@ -306,6 +309,3 @@ class Planner:
             else:
                 ok.append(a)
         return ok, why
-
-    cap: int | None = 5
-    team: Team = Team(frozenset())

@@ -7,7 +7,6 @@ import asyncio
 import sys
 
 from bot.commands._common import setup
-from bot.errors import SourceError
 from bot.runtime import open_worker
 from bot.worker import CycleReport
 
