@@ -21,7 +21,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,13 @@ from tests.reliability.maildir import deliver_bytes
 from tests.servers.dovecot import DovecotServer, dovecot, free_port  # noqa: F401
 from tests.servers.smtp import Received, SmtpServer, TlsCert, make_self_signed_cert
 
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # for workers on a FakeClock
+
+
+def just_now() -> datetime:
+    """An arrival time for workers on the real clock: a fixed date would age past
+    SUPPORTBOT_BACKFILL_HOURS and turn the mail into backfill that is never answered."""
+    return datetime.now(UTC) - timedelta(minutes=5)
 OWN_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references",
                "auto-submitted", "x-auto-response-suppress", "x-supportbot-kind",
                "x-supportbot-ticket", "mime-version", "content-type",
@@ -108,7 +114,7 @@ def test_no_inbound_header_reaches_the_smtp_server_as_a_header_or_recipient(
     raw = (INJECTIONS[case] + b"To: Acme Support <support@example.com>\r\n"
            b"Message-ID: <inject@customer.example>\r\nMIME-Version: 1.0\r\n"
            b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body)
-    deliver_bytes(tmp_path / "inbox", raw, T0)
+    deliver_bytes(tmp_path / "inbox", raw, just_now())
     with SmtpServer() as smtp:
         env = process.worker_env(
             tmp_path, SUPPORTBOT_MAILDIR=str(tmp_path / "inbox"), SUPPORTBOT_SMTP_HOST=smtp.host,
@@ -188,7 +194,7 @@ def test_the_worker_refuses_to_start_with_a_hostile_template(tmp_path: Path) -> 
     escape = "{{ cycler.__init__.__globals__.os.system('touch {marker}') }}"
     templates, marker = hostile_templates(tmp_path, escape)
     deliver_bytes(tmp_path / "inbox", make_mail(subject="Question about exporting contacts"),
-                  T0)
+                  just_now())
     env = process.worker_env(tmp_path, SUPPORTBOT_MAILDIR=str(tmp_path / "inbox"),
                              SUPPORTBOT_OUTBOX_MAILDIR=str(tmp_path / "outbox"),
                              SUPPORTBOT_TEMPLATES=str(templates))
@@ -324,7 +330,7 @@ def owner_only(path: Path) -> bool:
 
 
 def test_the_state_file_is_owner_only_whatever_the_umask(tmp_path: Path) -> None:
-    deliver_bytes(tmp_path / "inbox", make_mail(), T0)
+    deliver_bytes(tmp_path / "inbox", make_mail(), just_now())
     env = process.worker_env(tmp_path, SUPPORTBOT_MAILDIR=str(tmp_path / "inbox"),
                              SUPPORTBOT_OUTBOX_MAILDIR=str(tmp_path / "outbox"))
     done = subprocess.run([sys.executable, "-m", "bot", "run", "--once"], env=env,
