@@ -25,11 +25,9 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from email import policy as email_policy
-from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
-from email.message import EmailMessage
 from email.utils import format_datetime
 
+from bot.mail import mime
 from bot.model import Message
 
 
@@ -61,41 +59,6 @@ _RESERVED = frozenset({
     "reply-to", "sender", "mime-version", "content-type", "content-transfer-encoding",
     "content-disposition", "return-path",
 })
-
-
-class _IdListHeader(UnstructuredHeader):
-    """Message-ID lists folded between ids.
-
-    The stdlib folds long unstructured headers by RFC 2047-encoding them, which turns
-    ``References`` into something no mail client can thread on.
-    """
-
-    max_count = 1
-
-    def fold(self, *, policy: email_policy.Policy) -> str:
-        name: str = self.name  # type: ignore[attr-defined]  # set by BaseHeader at run time
-        return f"{name}: " + f"{policy.linesep} ".join(str(self).split()) + policy.linesep
-
-
-class _CachedRegistry(HeaderRegistry):
-    """The stdlib builds a new header class for every header set; build each one once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
-
-
-_registry = _CachedRegistry()
-for _name in ("message-id", "in-reply-to", "references"):
-    _registry.map_to_type(_name, _IdListHeader)  # type: ignore[arg-type]
-POLICY = email_policy.SMTP.clone(header_factory=_registry)
 
 
 def make_message_id(ticket_id: int, kind: str, domain: str) -> str:
@@ -152,8 +115,8 @@ def valid_address(address: str) -> str | None:
     return f"{local}@{domain.lower()}"
 
 
-def _mailbox(value: str) -> Address | None:
-    """`Name <addr>` or a bare address as a header Address, the name kept as plain text.
+def _mailbox(value: str) -> tuple[str, str] | None:
+    """`Name <addr>` or a bare address as (plain-text name, bare address).
 
     Deliberately not a full RFC 5322 parse: a name like ``x Bcc: evil@x <ann@x>`` would
     parse as a group and silently change the recipient; here it stays a (quoted) name.
@@ -166,8 +129,7 @@ def _mailbox(value: str) -> Address | None:
     bare = valid_address(addr)
     if bare is None:
         return None
-    local, _, domain = bare.rpartition("@")
-    return Address(display_name=clean(name), username=local, domain=domain)
+    return clean(name), bare
 
 
 def _message_ids(values: Sequence[str | None]) -> list[str]:
@@ -214,40 +176,18 @@ def reply_recipient(msg: Message) -> str | None:
     return None
 
 
-def _text_cte(text: str) -> str:
-    if text.isascii() and all(len(line) <= 900 for line in text.splitlines()):
-        return "7bit"
-    return "quoted-printable"
-
-
-def _original_part(raw: bytes) -> tuple[EmailMessage, str, bytes]:
-    """A message/rfc822 part with a placeholder body, and the exact bytes to put there.
-
-    The original is spliced in byte for byte after generation: re-serialising it through
-    the email package would re-fold or even fail on the broken mail forwards often carry.
-    """
-    body = _NEWLINES.sub(b"\r\n", raw)
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    token = f"supportbot-original-{secrets.token_hex(16)}"
-    part = EmailMessage(policy=POLICY)
-    part["Content-Type"] = "message/rfc822"
-    part["Content-Disposition"] = 'attachment; filename="original.eml"'
-    part["Content-Transfer-Encoding"] = "7bit" if body.isascii() else "8bit"
-    part.set_payload(token)
-    return part, token, body
-
-
 def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, text: str,
             html: str | None, message_id: str, date: datetime, in_reply_to: str | None = None,
             references: Sequence[str] = (), auto_submitted: str | None = "auto-replied",
             cc: Sequence[str] = (), reply_to: str | None = None,
             attach_original: bytes | None = None,
             extra_headers: Mapping[str, str] | None = None) -> bytes:
-    """The complete RFC 5322 message (CRLF line endings), ready to store and send.
+    """The complete RFC 5322 message (CRLF line endings, ASCII), ready to store and send.
 
     Invalid To/Cc addresses are left out; `ComposeError` when the From, every To, the
-    Message-ID or an extra header is unusable.
+    Message-ID or an extra header is unusable. The original, when attached, is spliced in
+    byte for byte as ``message/rfc822``: re-serialising it would re-fold or even fail on the
+    broken mail forwards often carry.
     """
     sender = _mailbox(from_header)
     if sender is None:
@@ -259,48 +199,69 @@ def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, tex
     if not OWN_ID.fullmatch(message_id) and not _MSG_ID.fullmatch(message_id):
         raise ComposeError(f"invalid Message-ID: {clean(message_id)!r}")
 
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = sender
-    msg["To"] = recipients
+    # name (lower-case) -> header bytes, in the order written; extra headers replace ours
+    fields: dict[str, bytes] = {}
+    fields["from"] = mime.header("From", mime.address_list([sender]))
+    fields["to"] = mime.header("To", mime.address_list(recipients))
     if copies:
-        msg["Cc"] = copies
-    if reply_to:
-        answer_to = _mailbox(reply_to)
-        if answer_to is not None:
-            msg["Reply-To"] = answer_to
-    msg["Subject"] = clean(subject)[:998]
-    msg["Date"] = format_datetime(date if date.tzinfo else date.replace(tzinfo=UTC))
-    msg["Message-ID"] = message_id
+        fields["cc"] = mime.header("Cc", mime.address_list(copies))
+    answer_to = _mailbox(reply_to) if reply_to else None
+    if answer_to is not None:
+        fields["reply-to"] = mime.header("Reply-To", mime.address_list([answer_to]))
+    fields["subject"] = mime.header("Subject", mime.unstructured(clean(subject)[:998]))
+    fields["date"] = mime.header(
+        "Date", [format_datetime(date if date.tzinfo else date.replace(tzinfo=UTC))])
+    fields["message-id"] = mime.header("Message-ID", [message_id])
     parent = _message_ids([in_reply_to])
     if parent:
-        msg["In-Reply-To"] = parent[0]
+        fields["in-reply-to"] = mime.header("In-Reply-To", parent[:1])
     refs = thread_references(references, in_reply_to)
     if refs:
-        msg["References"] = " ".join(refs)
+        fields["references"] = mime.header("References", refs)  # folded between ids
     if auto_submitted:
-        msg["Auto-Submitted"] = clean(auto_submitted)
-    msg["X-Auto-Response-Suppress"] = "All"
+        fields["auto-submitted"] = mime.header("Auto-Submitted",
+                                               mime.unstructured(clean(auto_submitted)))
+    fields["x-auto-response-suppress"] = mime.header("X-Auto-Response-Suppress", ["All"])
     own = OWN_ID.fullmatch(message_id)
     if own:
-        msg["X-Supportbot-Ticket"] = own.group(1)
-    msg["X-Supportbot-Kind"] = clean(kind)
+        fields["x-supportbot-ticket"] = mime.header("X-Supportbot-Ticket", [own.group(1)])
+    fields["x-supportbot-kind"] = mime.header("X-Supportbot-Kind", mime.unstructured(clean(kind)))
     for name, value in (extra_headers or {}).items():
         if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
             raise ComposeError(f"header {name!r} cannot be set through extra_headers")
-        del msg[name]
-        msg[name] = clean(value)
+        fields.pop(name.lower(), None)  # a replaced header moves to the end, as it is set
+        fields[name.lower()] = mime.header(name, mime.unstructured(clean(value)))
 
-    msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text))
+    headers, payload = _body(text, html, attach_original)
+    return (b"".join(fields.values()) + mime.header("MIME-Version", ["1.0"])
+            + b"".join(headers) + b"\r\n" + payload)
+
+
+def _body(text: str, html: str | None, attach_original: bytes | None,
+          ) -> tuple[list[bytes], bytes]:
+    """text/plain, or multipart/alternative with the HTML; inside multipart/mixed with the
+    original when there is one. No boundary occurs in any content, the original included."""
+    parts = [mime.text_part("plain", text)]
     if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte=_text_cte(html))
+        parts.append(mime.text_part("html", html))
+    contents = [body for _, body in parts]
     if attach_original is None:
-        _set_boundaries(msg, b"")
-        return msg.as_bytes()
-    part, token, body = _original_part(attach_original)
-    msg.make_mixed()
-    msg.attach(part)
-    _set_boundaries(msg, body)
-    return msg.as_bytes().replace(token.encode(), body.removesuffix(b"\r\n"), 1)
+        if len(parts) == 1:
+            return parts[0]
+        return mime.multipart("alternative", parts, mime.choose_boundary(_boundary, contents))
+    original = _NEWLINES.sub(b"\r\n", attach_original)
+    if not original.endswith(b"\r\n"):
+        original += b"\r\n"
+    contents.append(original)
+    outer = mime.choose_boundary(_boundary, contents)
+    first = parts[0] if len(parts) == 1 else mime.multipart(
+        "alternative", parts, mime.choose_boundary(_boundary, [*contents, outer.encode()]))
+    attachment = ([mime.header("Content-Type", ["message/rfc822"]),
+                   mime.header("Content-Disposition", ["attachment;", 'filename="original.eml"']),
+                   mime.header("Content-Transfer-Encoding",
+                               ["7bit" if original.isascii() else "8bit"])],
+                  original.removesuffix(b"\r\n"))  # the delimiter's CRLF ends its last line
+    return mime.multipart("mixed", [first, attachment], outer)
 
 
 def _boundary() -> str:
@@ -308,12 +269,3 @@ def _boundary() -> str:
     return f"=_sb_{secrets.token_hex(16)}"
 
 
-def _set_boundaries(msg: EmailMessage, spliced: bytes) -> None:
-    """Chosen here rather than by the generator (which compiles a regex per message),
-    and never one that occurs in the bytes spliced in afterwards."""
-    for part in msg.walk():
-        if part.is_multipart():
-            boundary = _boundary()
-            while boundary.encode() in spliced:
-                boundary = _boundary()
-            part.set_boundary(boundary)
