@@ -29,9 +29,9 @@ def serve(port: int) -> None:
 
 def observe_cycle(report: object, now: datetime, last_reads: dict[str, str],
                   reload_ok: bool) -> None:
-    for outcome in getattr(report, "outcomes", []):
-        if outcome.status != "known":
-            MESSAGES.labels(outcome.status).inc()
+    for status, count in getattr(report, "counts", {}).items():
+        if status != "known":
+            MESSAGES.labels(status).inc(count)
     for result in ("sent", "failed", "retry"):
         value = getattr(report, result, 0)
         if value:

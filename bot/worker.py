@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,14 +38,32 @@ log = structlog.get_logger(__name__)
 AUTH_RETRY = timedelta(minutes=10)
 
 
+OUTCOMES_KEPT = 1000  # per cycle report; `counts` covers every item
+
+
 @dataclass
 class CycleReport:
+    """What one cycle did. A backlog of any size must not grow the worker's memory, so only
+    the first ``OUTCOMES_KEPT`` outcomes are kept, without bodies or rule traces (a dry run,
+    which prints them all, keeps every one whole); ``counts`` has every item by status."""
+
     outcomes: list[Outcome] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    outcomes_dropped: int = 0
     sent: int = 0
     failed: int = 0
     retry: int = 0
     timers: list[tuple[str, int]] = field(default_factory=list)
     source_errors: dict[str, str] = field(default_factory=dict)
+
+    def add(self, outcomes: list[Outcome], *, whole: bool = False) -> None:
+        self.counts.update(o.status for o in outcomes)
+        if whole:
+            self.outcomes += outcomes
+            return
+        room = max(0, OUTCOMES_KEPT - len(self.outcomes))
+        self.outcomes += [_slim(o) for o in outcomes[:room]]
+        self.outcomes_dropped += max(0, len(outcomes) - room)
 
 
 def mail_channel_name(channels: dict[str, Channel]) -> str | None:
@@ -52,11 +71,14 @@ def mail_channel_name(channels: dict[str, Channel]) -> str | None:
 
 
 def _slim(outcome: Outcome) -> Outcome:
-    """The outcome without the message's bodies: reports keep who and what, not the mail."""
-    if outcome.message is None:
-        return outcome
-    return replace(outcome, message=replace(outcome.message, raw=None, html=None, text="",
-                                            headers=Headers()))
+    """The outcome without the message's bodies and the rule trace: who and what, not the
+    mail."""
+    message, decision = outcome.message, outcome.decision
+    if message is not None:
+        message = replace(message, raw=None, html=None, text="", headers=Headers())
+    if decision is not None and decision.trace:
+        decision = replace(decision, trace=())
+    return replace(outcome, message=message, decision=decision)
 
 
 class Worker:
@@ -136,10 +158,8 @@ class Worker:
             return
         try:
             async for batch in source.batches():
-                outcomes = self.pipeline.ingest_batch(source.cursor_key, batch, self.clock.now())
-                if not self.settings.dry_run:  # a long backlog must not keep every message
-                    outcomes = [_slim(o) for o in outcomes]
-                report.outcomes += outcomes
+                report.add(self.pipeline.ingest_batch(source.cursor_key, batch, self.clock.now()),
+                           whole=self.settings.dry_run)
                 await self._flush(report)  # answer the first batch before reading the next
                 if self.stop_event.is_set():
                     break
@@ -161,8 +181,8 @@ class Worker:
                 self.store.set_quarantine_status(row["id"], "released")
             item = Inbound(source=row["source"], ref=row["ref"], raw=raw,
                            received_at=self.clock.now())
-            report.outcomes += self.pipeline.ingest_batch(
-                "quarantine", Batch(items=[item]), self.clock.now())
+            report.add(self.pipeline.ingest_batch(
+                "quarantine", Batch(items=[item]), self.clock.now()), whole=self.settings.dry_run)
 
     async def _flush(self, report: CycleReport) -> None:
         result = await self.outbox.flush(self.clock.now(), stop=self.stop_event)

@@ -153,3 +153,27 @@ def test_malformed_mail_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> N
     (q,) = store.quarantined()
     assert q["source"] == "maildir" and q["error"]
     assert len(outbox_mail(tmp_path / "outbox")) == 1
+
+
+def test_a_backlog_report_keeps_counts_for_all_and_bounded_slim_outcomes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cycle over a big backlog must not hold every message: memory stays flat."""
+    from bot import metrics, worker
+
+    monkeypatch.setattr(worker, "OUTCOMES_KEPT", 3)
+    settings = embedded_settings(tmp_path)
+    for n in range(5):
+        deliver(tmp_path / "inbox", make_mail(subject=f"Question about exporting {n}",
+                                              message_id=f"<b{n}@customer.example>"), T0)
+    deliver(tmp_path / "inbox", make_mail(subject="Out of Office", message_id="<ooo@x.example>",
+                                          headers={"Auto-Submitted": "auto-replied"}), T0)
+    before = metrics.MESSAGES.labels("ticket")._value.get()
+    report = cycle(settings, FakeClock(T0))
+    assert report.counts == {"ticket": 5, "ignored": 1}
+    assert len(report.outcomes) == 3 and report.outcomes_dropped == 3
+    for o in report.outcomes:
+        assert o.message is not None and o.message.raw is None and o.message.text == ""
+        assert o.message.message_id  # who and what stay
+        assert o.decision is not None and o.decision.trace == ()
+    assert metrics.MESSAGES.labels("ticket")._value.get() - before == 5
+    assert len(outbox_mail(tmp_path / "outbox")) == 5

@@ -52,7 +52,7 @@ def cycles(settings: Settings, count: int = 1, *, clock: Clock | None = None,
 
 
 def statuses(report: CycleReport) -> Counter[str]:
-    return Counter(o.status for o in report.outcomes if o.status != "known")
+    return Counter({k: n for k, n in report.counts.items() if k != "known"})
 
 
 def original(n: int) -> str:
