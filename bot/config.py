@@ -46,6 +46,7 @@ class SmtpSettings:
     user: str | None
     password: str | None = field(repr=False)
     tls: TlsMode = "starttls"
+    connections: int = 2  # sessions one batch may use at once
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,15 @@ class _Env:
             raise ConfigError(f"{PREFIX}{name}={value!r} must be a number >= {minimum:g}")
         return number
 
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not minimum <= int(value) <= maximum:
+            raise ConfigError(f"{PREFIX}{name}={value!r} must be a whole number from {minimum} "
+                              f"to {maximum}")
+        return int(value)
+
     def port(self, name: str, default: int | None) -> int | None:
         value = self.raw(name)
         if value is None:
@@ -218,6 +228,7 @@ def load_settings(
             user=user,
             password=password,
             tls=tls,  # type: ignore[arg-type]
+            connections=e.integer("SMTP_CONNECTIONS", 2, minimum=1, maximum=10),
         )
 
     helpscout: HelpScoutSettings | None = None

@@ -44,6 +44,12 @@ def test_embedded_default_needs_nothing(tmp_path: Path) -> None:
         (IMAP, "SUPPORTBOT_SMTP_HOST"),
         ({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_USER": "u"}, "SUPPORTBOT_SMTP_PASSWORD"),
         ({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_TLS": "tls1.0"}, "SUPPORTBOT_SMTP_TLS"),
+        ({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_CONNECTIONS": "0"},
+         "SUPPORTBOT_SMTP_CONNECTIONS"),
+        ({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_CONNECTIONS": "many"},
+         "SUPPORTBOT_SMTP_CONNECTIONS"),
+        ({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_CONNECTIONS": "11"},
+         "SUPPORTBOT_SMTP_CONNECTIONS"),
         ({"SUPPORTBOT_HELPSCOUT_APP_ID": "a"}, "SUPPORTBOT_HELPSCOUT_MAILBOX_ID"),
         ({"SUPPORTBOT_HELPSCOUT_APP_ID": "a", "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": "x1"},
          "SUPPORTBOT_HELPSCOUT_MAILBOX_ID"),
@@ -94,3 +100,11 @@ def test_cli_reports_config_error_in_one_line(capsys: pytest.CaptureFixture[str]
     assert main(["status"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SUPPORTBOT_POLL_SECONDS" in err[0]
+
+
+def test_smtp_sessions_per_batch_default_to_two_and_can_be_set(tmp_path: Path) -> None:
+    s = load_settings({"SUPPORTBOT_SMTP_HOST": "s"}, cwd=tmp_path)
+    assert s.smtp is not None and s.smtp.connections == 2
+    s = load_settings({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_CONNECTIONS": "1"},
+                      cwd=tmp_path)
+    assert s.smtp is not None and s.smtp.connections == 1

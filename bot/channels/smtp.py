@@ -1,7 +1,11 @@
 """Sending the outbox through an SMTP server (aiosmtplib).
 
-One connection carries a whole batch and is closed (QUIT) after it: the outbox runs in
-bursts minutes apart, and servers drop idle sessions anyway. Each item is sent as stored
+A batch travels over up to ``SUPPORTBOT_SMTP_CONNECTIONS`` sessions at once (default 2), each
+carrying its share in order and closed (QUIT) after it: the outbox runs in bursts minutes
+apart, and servers drop idle sessions anyway. A ticket's messages share one session, so they
+arrive in the order planned. A second session halves the time a backlog spends waiting for
+the server's replies; the price is that a crash can leave one message in doubt per session
+(resent with the same Message-ID, or found in the Sent folder). Each item is sent as stored
 (``payload`` already holds every header; the envelope comes from the outbox row), so a
 retry after a crash is byte-identical.
 
@@ -82,6 +86,14 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {' '.join(exc.message.split())}"
 
 
+class _Lane:
+    """One SMTP session of a batch and the items it carries."""
+
+    def __init__(self) -> None:
+        self.client: aiosmtplib.SMTP | None = None
+        self.items: list[tuple[int, OutboxItem]] = []  # (position in the batch, item)
+
+
 class SmtpChannel:
     name = "smtp"
 
@@ -89,6 +101,7 @@ class SmtpChannel:
                  tls_insecure: bool = False, timeout: float = 30, retry_attempts: int = 3,
                  backoff: float = 1.0, retry_budget: float = 60.0) -> None:
         self.settings = settings
+        self.sessions = max(1, settings.connections)
         self.timeout = timeout
         self.retry_attempts = max(1, retry_attempts)
         self.backoff = backoff
@@ -99,7 +112,8 @@ class SmtpChannel:
         self._waited = 0.0
         self.connections = 0  # sessions opened so far; lets tests and bench see reuse
         self._tls = tls_context(ca_file, tls_insecure) if settings.tls != "none" else None
-        self._client: aiosmtplib.SMTP | None = None
+        self._lanes = [_Lane() for _ in range(self.sessions)]
+        self._blocked: str | None = None  # why no item of this batch can be sent now
         self._local_hostname: str | None = None
         if tls_insecure and settings.tls != "none":
             log.warning("TLS CERTIFICATE VERIFICATION IS DISABLED for SMTP "
@@ -111,36 +125,51 @@ class SmtpChannel:
 
     async def send_batch(self, items: Sequence[OutboxItem],
                          on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
-        outcomes: list[SendOutcome] = []
-        blocked: str | None = None
+        outcomes: list[SendOutcome | None] = [None] * len(items)
         self._waited = 0.0
+        self._blocked = None
+        lanes = self._lanes[:max(1, min(self.sessions, len(items)))]
+        for lane in lanes:
+            lane.items = []
+        for position, item in enumerate(items):
+            lanes[(item.ticket_id or 0) % len(lanes)].items.append((position, item))
         try:
-            for item in items:
-                if blocked is not None:
-                    outcomes.append(SendOutcome("retry", blocked))
-                    continue
-                try:
-                    outcomes.append(await self._send(item))
-                    if on_outcome is not None:
-                        await on_outcome(item, outcomes[-1])
-                except _Unavailable as exc:
-                    blocked = str(exc)
-                    log.error("smtp unavailable; batch left for the next cycle",
-                              error=blocked, host=self.settings.host, port=self.settings.port,
-                              remaining=len(items) - len(outcomes))
-                    outcomes.append(SendOutcome("retry", blocked))
-                except Exception as exc:  # a bug here must not lose the row: retry later
-                    log.exception("smtp send raised", outbox=item.id)
-                    outcomes.append(SendOutcome("retry", f"{type(exc).__name__}: {exc}"))
+            await asyncio.gather(*(self._run_lane(lane, outcomes, on_outcome)
+                                   for lane in lanes if lane.items))
         finally:
-            await self._disconnect()
-        return outcomes
+            await asyncio.gather(*(self._disconnect(lane) for lane in lanes))
+        return [o if o is not None else SendOutcome("retry", "not attempted") for o in outcomes]
+
+    async def _run_lane(self, lane: _Lane, outcomes: list[SendOutcome | None],
+                        on_outcome: OnOutcome | None) -> None:
+        """This session's items in order; each outcome reported the moment it is known."""
+        for position, item in lane.items:
+            if self._blocked is not None:
+                outcomes[position] = SendOutcome("retry", self._blocked)
+                continue
+            try:
+                outcome = await self._send(lane, item)
+            except _Unavailable as exc:
+                if self._blocked is None:
+                    log.error("smtp unavailable; batch left for the next cycle",
+                              error=str(exc), host=self.settings.host, port=self.settings.port,
+                              remaining=sum(o is None for o in outcomes))
+                self._blocked = str(exc)
+                outcomes[position] = SendOutcome("retry", str(exc))
+                continue
+            except Exception as exc:  # a bug here must not lose the row: retry later
+                log.exception("smtp send raised", outbox=item.id)
+                outcomes[position] = SendOutcome("retry", f"{type(exc).__name__}: {exc}")
+                continue
+            outcomes[position] = outcome
+            if on_outcome is not None:
+                await on_outcome(item, outcome)
 
     async def aclose(self) -> None:
-        await self._disconnect()
+        await asyncio.gather(*(self._disconnect(lane) for lane in self._lanes))
 
     # -- one item ---------------------------------------------------------------------
-    async def _send(self, item: OutboxItem) -> SendOutcome:
+    async def _send(self, lane: _Lane, item: OutboxItem) -> SendOutcome:
         sender = valid_address(item.envelope_from) if item.envelope_from else ""
         recipients = [a for a in map(valid_address, item.recipients) if a is not None]
         if sender is None or not recipients:
@@ -157,7 +186,7 @@ class SmtpChannel:
         try:
             async for attempt in retrying:
                 with attempt:
-                    refused, reply = await self._transaction(item, sender, recipients)
+                    refused, reply = await self._transaction(lane, item, sender, recipients)
         except _ConnectFailed as exc:
             raise _Unavailable(f"cannot reach SMTP server: {exc}") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -188,9 +217,10 @@ class SmtpChannel:
         log.warning("smtp temporary failure, retrying", outbox=item.id,
                     attempt=state.attempt_number, error=f"{type(exc).__name__}: {exc}")
 
-    async def _transaction(self, item: OutboxItem, sender: str, recipients: list[str],
+    async def _transaction(self, lane: _Lane, item: OutboxItem, sender: str,
+                           recipients: list[str],
                            ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-        client = await self._connection()
+        client = await self._connection(lane)
         options = []
         if not item.payload.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -198,17 +228,17 @@ class SmtpChannel:
             return await client.sendmail(sender, recipients, item.payload, mail_options=options)
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 421 or not client.is_connected:  # the server is closing
-                await self._disconnect()
+                await self._disconnect(lane)
             raise
         except _NETWORK:
-            await self._disconnect()
+            await self._disconnect(lane)
             raise
 
     # -- the session ------------------------------------------------------------------
-    async def _connection(self) -> aiosmtplib.SMTP:
-        if self._client is not None and self._client.is_connected:
-            return self._client
-        await self._disconnect()
+    async def _connection(self, lane: _Lane) -> aiosmtplib.SMTP:
+        if lane.client is not None and lane.client.is_connected:
+            return lane.client
+        await self._disconnect(lane)
         s = self.settings
         client = aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=self.timeout, use_tls=s.tls == "ssl",
@@ -224,7 +254,7 @@ class SmtpChannel:
         except asyncio.CancelledError:
             client.close()
             raise
-        self._client = client
+        lane.client = client
         self._local_hostname = client.local_hostname
         self.connections += 1
         return client
@@ -250,8 +280,8 @@ class SmtpChannel:
         # STARTTLS or AUTH not offered, and the like: never fall back to clear text
         return _Unavailable(f"SMTP session with {where} unusable: {exc}")
 
-    async def _disconnect(self) -> None:
-        client, self._client = self._client, None
+    async def _disconnect(self, lane: _Lane) -> None:
+        client, lane.client = lane.client, None
         if client is None:
             return
         if client.is_connected:

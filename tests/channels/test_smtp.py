@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from email.message import EmailMessage
 from typing import Any
@@ -19,9 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 def channel(server: SmtpServer, *, tls: str = "none", user: str | None = None,
-            password: str | None = None, **kwargs: object) -> SmtpChannel:
+            password: str | None = None, connections: int = 2,
+            **kwargs: object) -> SmtpChannel:
     settings = SmtpSettings(host=server.host, port=server.port, user=user, password=password,
-                            tls=tls)  # type: ignore[arg-type]
+                            tls=tls, connections=connections)  # type: ignore[arg-type]
     kwargs.setdefault("backoff", 0.01)
     kwargs.setdefault("timeout", 5)
     return SmtpChannel(settings, **kwargs)  # type: ignore[arg-type]
@@ -114,6 +116,49 @@ def test_one_connection_carries_a_batch(smtp_server: SmtpServer) -> None:
     assert [o.status for o in outcomes] == ["sent"] * 20
     assert len(smtp_server.messages) == 20
     assert smtp_server.connections == 1 and ch.connections == 1
+
+
+def test_a_batch_of_many_tickets_shares_the_sessions_and_keeps_each_tickets_order(
+        smtp_server: SmtpServer) -> None:
+    items = [item(n, ticket=100 + n % 5) for n in range(30)]  # 6 messages for each of 5 tickets
+    reported: list[int] = []
+
+    async def on_outcome(it: OutboxItem, outcome: SendOutcome) -> None:
+        assert outcome.status == "sent"
+        reported.append(it.id)
+
+    async def run() -> list[SendOutcome]:
+        ch = channel(smtp_server, connections=2)
+        try:
+            return await ch.send_batch(items, on_outcome=on_outcome)
+        finally:
+            await ch.aclose()
+    outcomes = asyncio.run(run())
+    assert [o.status for o in outcomes] == ["sent"] * 30
+    assert sorted(reported) == list(range(30))  # each reported once, as it happened
+    assert smtp_server.connections == 2
+    arrived: dict[int, list[int]] = {}
+    for m in smtp_server.messages:
+        ticket = find_ticket_ref(str(m.message["Subject"]))
+        assert ticket is not None
+        arrived.setdefault(ticket, []).append(int(m.message.get_content().split("#")[1]))
+    assert arrived == {100 + t: [n for n in range(30) if n % 5 == t] for t in range(5)}
+
+
+def test_one_configured_connection_means_one_session(smtp_server: SmtpServer) -> None:
+    ch = channel(smtp_server, connections=1)
+    outcomes = send(ch, [item(n, ticket=n) for n in range(6)])
+    assert [o.status for o in outcomes] == ["sent"] * 6
+    assert smtp_server.connections == 1 and ch.connections == 1
+
+
+def test_a_configuration_problem_holds_every_session_of_the_batch() -> None:
+    with SmtpServer(auth=("bot", "s3cret-pass")) as server:
+        ch = channel(server, user="bot", password="wrong-pass", connections=3)
+        outcomes = send(ch, [item(n, ticket=n) for n in range(9)])
+        assert [o.status for o in outcomes] == ["retry"] * 9
+        assert all("authentication refused" in o.detail for o in outcomes)
+        assert server.connections <= 3 and server.messages == []
 
 
 def test_reconnects_when_the_server_drops_the_connection_mid_batch(
