@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -201,16 +201,16 @@ class Pipeline:
         """Record the decision on the ticket and plan every action it asks for."""
         primary = next((a for a in decision.actions if a.kind != "alert"), None)
         state = STATE_AFTER.get(primary.kind, "acknowledged") if primary else "acknowledged"
-        self.store.update_ticket(
-            ticket.id, now, priority=decision.priority, topic=decision.topic,
-            tags=list(decision.tags), rules=list(decision.rules), owner=decision.owner,
-            state=state)
+        changes: dict[str, Any] = {
+            "priority": decision.priority, "topic": decision.topic, "tags": tuple(decision.tags),
+            "rules": tuple(decision.rules), "owner": decision.owner, "state": state}
+        self.store.update_ticket(ticket.id, now, **changes)
+        ticket = replace(ticket, updated_at=now, **changes)  # what the row now holds
         trace = "; ".join(f"{s.rule}: {s.reason}" for s in decision.trace if s.matched)
         self.store.log(now, ticket.id, "classified",
                        f"priority={decision.priority} topic={decision.topic} "
                        f"rules={','.join(decision.rules)} ({trace})",
                        rule=decision.rules[0] if decision.rules else None)
-        ticket = self.store.get_ticket(ticket.id) or ticket
         ids: list[int] = []
         for action in decision.actions:
             if action.kind == "forward":

@@ -130,15 +130,8 @@ class Lifecycle:
         """Called by the outbox: what the requester can see counts for the promises."""
         from bot.plan import REQUESTER_KINDS
 
-        if kind not in REQUESTER_KINDS:
-            return
-        ticket = self.store.get_ticket(ticket_id)
-        if ticket is None:
-            return
-        fields: dict[str, Any] = {"last_visible_update_at": now}
-        if ticket.first_action_at is None:
-            fields["first_action_at"] = now
-        self.store.update_ticket(ticket_id, now, **fields)
+        if kind in REQUESTER_KINDS:
+            self.store.mark_visible_update(ticket_id, now)
 
     # -- timers -------------------------------------------------------------------------
     def fire_due(self, now: datetime, ruleset: Any, templates: Any) -> list[tuple[str, int]]:

@@ -280,6 +280,14 @@ class Store:
         self.conn.execute(f"UPDATE tickets SET {assignments} WHERE id = ?",
                           (*values.values(), ticket_id))
 
+    def mark_visible_update(self, ticket_id: int, now: datetime) -> None:
+        """The requester saw something from us: the first time is the first action."""
+        at = to_iso(now)
+        self.conn.execute(
+            "UPDATE tickets SET last_visible_update_at = ?, updated_at = ?,"
+            " first_action_at = coalesce(first_action_at, ?) WHERE id = ?",
+            (at, at, at, ticket_id))
+
     def tickets_by_state(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT state, count(*) AS n FROM tickets GROUP BY state")
         return {r["state"]: r["n"] for r in rows}

@@ -135,3 +135,15 @@ def test_upgrade_from_version_1_keeps_planned_sends(tmp_path: Path) -> None:
     assert store.add_outbox(idem_key="report:1", ticket_id=None, kind="report",  # type: ignore[arg-type]
                             channel="maildir", message_id="<r@x>", envelope_from="s@x",
                             recipients=["team@x"], payload=b"r", now=NOW) is not None
+
+
+def test_a_visible_update_keeps_the_first_action_time(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    tid = _ticket(store)
+    store.mark_visible_update(tid, NOW + timedelta(minutes=2))
+    store.mark_visible_update(tid, NOW + timedelta(hours=3))
+    ticket = store.get_ticket(tid)
+    assert ticket is not None
+    assert ticket.first_action_at == NOW + timedelta(minutes=2)
+    assert ticket.last_visible_update_at == NOW + timedelta(hours=3)
+    assert ticket.updated_at == NOW + timedelta(hours=3)
