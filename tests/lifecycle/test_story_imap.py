@@ -119,3 +119,31 @@ def test_restart_between_timers_gives_one_check_in_and_one_closure(
     store = Store(settings.state_path)
     assert store.outbox_counts() == {"sent": 3}
     store.close()
+
+
+def test_a_colleague_on_cc_replying_joins_the_ticket_and_cancels_the_check_in(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """The requester's colleague, on Cc, answers in the thread: same ticket, no new one, and
+    the schedule waiting on the requester's side stops."""
+    settings, clock = ask(mailbox, smtp_server, tmp_path)
+    asked = smtp_server.messages[0].message
+    reply = crlf(make_mail(sender="Bob Colleague <bob@customer.example>",
+                           subject=str(asked["Subject"]), message_id="<bob@cust.example>",
+                           in_reply_to=str(asked["Message-ID"]),
+                           headers={"Cc": "Ann Example <ann@customer.example>"},
+                           body="Ann is out today: the calendar page is blank for all of us."))
+
+    run_cycles(settings, clock, [
+        (timedelta(hours=5),
+         lambda: mailbox.append("INBOX", reply, internaldate=T0 + timedelta(hours=5))),
+        (timedelta(days=3), None),
+    ])
+
+    assert sent_kinds(smtp_server) == ["ask_info"]  # no acknowledgement to Bob, no check-in
+    store = Store(settings.state_path)
+    assert store.tickets_by_state() == {"open": 1}
+    assert [m["status"] for m in store.ticket_messages(1)] == ["ticket", "reply"]
+    assert not [t for t in store.pending_timers(1) if t["kind"] in ("check_in", "close")]
+    assert any(a["action"] == "requester replied" and a["actor"] == "bob@customer.example"
+               for a in store.activity(1))
+    store.close()
