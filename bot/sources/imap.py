@@ -15,6 +15,8 @@
   looks like an empty mailbox. Without IDLE, `wait()` sleeps (polling).
 - imapclient blocks, so one connection is driven by one dedicated thread; the event loop
   only awaits it.
+- A backlog is fetched one batch ahead: the IMAP thread reads the next batch while the worker
+  records and answers this one (at most two batches in memory).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -235,15 +238,45 @@ class ImapSource:
                 yield Batch(items=[], cursor=str(Cursor(uv, 0)), initial=cursor is None)
             self._seen_uidnext = state.uidnext
             return
+        # One fetch ahead: the IMAP thread reads the next batch while the worker records and
+        # answers this one. At most two batches are in memory.
+        pending: deque[tuple[asyncio.Future[list[Inbound]], list[int], bool]] = deque()
+        try:
+            async with contextlib.aclosing(self._groups(uv, uids, initial_until)) as groups:
+                async for group, initial in groups:
+                    pending.append((asyncio.ensure_future(self._retrying(self._fetch, uv, group)),
+                                    group, initial))
+                    if len(pending) > 1:
+                        batch = await self._batch(pending[0], uv, initial_until)
+                        pending.popleft()
+                        yield batch
+            while pending:
+                batch = await self._batch(pending[0], uv, initial_until)
+                pending.popleft()
+                yield batch
+        finally:  # the worker stopped early, or a fetch failed: nothing may run on unawaited
+            for fetch, _, _ in pending:
+                fetch.cancel()
+            await asyncio.gather(*(fetch for fetch, _, _ in pending), return_exceptions=True)
+        self._seen_uidnext = state.uidnext
+
+    async def _groups(self, uv: int, uids: list[int], initial_until: int | None,
+                      ) -> AsyncIterator[tuple[list[int], bool]]:
+        """UIDs to fetch together (``batch_size`` at most, ``max_batch_bytes`` at most) and
+        whether they belong to an unfinished first sync."""
         for part in _split_at(uids, initial_until):
             initial = initial_until is not None and part[-1] <= initial_until
             for chunk in _chunks(part, self.batch_size):
                 sizes = await self._retrying(self._sizes, uv, chunk)
                 for group in _by_bytes(chunk, sizes, self.max_batch_bytes):
-                    items = await self._retrying(self._fetch, uv, group)
-                    yield Batch(items=items, cursor=str(Cursor(uv, group[-1], initial_until)),
-                                initial=initial)
-        self._seen_uidnext = state.uidnext
+                    yield group, initial
+
+    @staticmethod
+    async def _batch(fetched: tuple[asyncio.Future[list[Inbound]], list[int], bool], uv: int,
+                     initial_until: int | None) -> Batch:
+        fetch, group, initial = fetched
+        return Batch(items=await fetch, cursor=str(Cursor(uv, group[-1], initial_until)),
+                     initial=initial)
 
     # thread side
     def _ensure(self) -> IMAPClient:

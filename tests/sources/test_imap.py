@@ -18,7 +18,7 @@ import bot.sources.imap as imap_module
 from bot.channels.imap_sent import ImapSentFolder
 from bot.config import ImapSettings
 from bot.errors import AuthError, ChannelError, SourceError
-from bot.sources.base import Batch
+from bot.sources.base import Batch, Inbound
 from bot.sources.imap import ImapSource
 from tests.servers.dovecot import Mailbox, dovecot, free_port, mailbox  # noqa: F401
 
@@ -222,6 +222,43 @@ def test_a_thousand_message_backlog_is_drained_in_bounded_batches(mailbox: Mailb
     assert len(batches) == 7
     last = [int((b.cursor or "").split(":")[1]) for b in batches]
     assert last == sorted(last) and last[-1] == appended[-1]
+
+
+def test_the_next_batch_is_fetched_while_the_worker_handles_this_one(mailbox: Mailbox) -> None:
+    """One fetch ahead, never more: the IMAP thread reads batch 2 while batch 1 is being
+    recorded and answered, and batch 3 waits until batch 2 is asked for."""
+    mailbox.append_many("INBOX", [mail(n) for n in range(6)])
+    cursors = Cursors()
+    started: list[list[int]] = []
+    second = threading.Event()
+
+    async def go() -> tuple[list[int], int, int]:
+        src = source(mailbox, cursors, batch_size=2)
+        real = src._fetch
+
+        def spy(uidvalidity: int, group: list[int]) -> list[Inbound]:
+            started.append(group)
+            if len(started) == 2:
+                second.set()
+            return real(uidvalidity, group)
+
+        src._fetch = spy  # type: ignore[method-assign]
+        gen = src.batches()
+        try:
+            first = await gen.__anext__()
+            # the worker is busy with the first batch: the second fetch starts meanwhile
+            assert await asyncio.to_thread(second.wait, 10)
+            await asyncio.sleep(0.2)
+            fetched_while_busy = len(started)
+            rest = [b async for b in gen]
+        finally:
+            await gen.aclose()
+            await src.aclose()
+        return uids([first, *rest]), fetched_while_busy, len(started)
+
+    order, while_busy, total = run(go())
+    assert order == sorted(order) and len(order) == 6
+    assert while_busy == 2 and total == 3
 
 
 def test_batches_are_also_bounded_by_bytes(mailbox: Mailbox) -> None:
