@@ -133,9 +133,16 @@ class SmtpChannel:
             lane.items = []
         for position, item in enumerate(items):
             lanes[(item.ticket_id or 0) % len(lanes)].items.append((position, item))
+        tasks = [asyncio.ensure_future(self._run_lane(lane, outcomes, on_outcome))
+                 for lane in lanes if lane.items]
         try:
-            await asyncio.gather(*(self._run_lane(lane, outcomes, on_outcome)
-                                   for lane in lanes if lane.items))
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # recording an outcome failed, or we are cancelled: no session runs on unattended
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             await asyncio.gather(*(self._disconnect(lane) for lane in lanes))
         return [o if o is not None else SendOutcome("retry", "not attempted") for o in outcomes]

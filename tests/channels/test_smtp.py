@@ -290,3 +290,26 @@ def test_null_envelope_sender_is_allowed(smtp_server: SmtpServer) -> None:
     it = OutboxItem(**{**it.__dict__, "envelope_from": ""})
     assert send(channel(smtp_server), [it])[0].status == "sent"
     assert smtp_server.messages[0].mail_from == "<>"
+
+
+def test_a_failure_to_record_an_outcome_stops_every_session_and_reaches_the_caller(
+        smtp_server: SmtpServer) -> None:
+    """The outbox must hear of it (and retry the rest): no session goes on sending alone."""
+    items = [item(n, ticket=n) for n in range(10)]
+
+    async def on_outcome(it: OutboxItem, outcome: SendOutcome) -> None:
+        if it.id == 2:
+            raise RuntimeError("disk full")
+
+    async def run() -> None:
+        ch = channel(smtp_server, connections=2)
+        try:
+            with pytest.raises(RuntimeError, match="disk full"):
+                await ch.send_batch(items, on_outcome=on_outcome)
+            await asyncio.sleep(0.2)  # a session left running would send more meanwhile
+        finally:
+            await ch.aclose()
+    asyncio.run(run())
+    sent = {find_ticket_ref(str(m.message["Subject"])) for m in smtp_server.messages}
+    assert {0, 2} <= sent and not sent & {4, 6, 8}  # ticket 2's session stopped there
+    assert 9 not in sent  # and the other session was stopped too, not left to finish
