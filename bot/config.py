@@ -228,7 +228,11 @@ def load_settings(
             user=user,
             password=password,
             tls=tls,  # type: ignore[arg-type]
-            connections=e.integer("SMTP_CONNECTIONS", 2, minimum=1, maximum=10),
+            # A Sent folder is asked for to shrink the duplicate window after a crash: one
+            # session keeps it at one message (each session has one in flight).
+            connections=e.integer("SMTP_CONNECTIONS",
+                                  1 if imap is not None and imap.sent_folder else 2,
+                                  minimum=1, maximum=10),
         )
 
     helpscout: HelpScoutSettings | None = None

@@ -108,3 +108,9 @@ def test_smtp_sessions_per_batch_default_to_two_and_can_be_set(tmp_path: Path) -
     s = load_settings({"SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_SMTP_CONNECTIONS": "1"},
                       cwd=tmp_path)
     assert s.smtp is not None and s.smtp.connections == 1
+    # with a Sent folder the default is one session: one message in doubt after a crash
+    sent = {**IMAP, "SUPPORTBOT_SMTP_HOST": "s", "SUPPORTBOT_IMAP_SENT_FOLDER": "Sent"}
+    s = load_settings(sent, cwd=tmp_path)
+    assert s.smtp is not None and s.smtp.connections == 1
+    s = load_settings({**sent, "SUPPORTBOT_SMTP_CONNECTIONS": "3"}, cwd=tmp_path)
+    assert s.smtp is not None and s.smtp.connections == 3
