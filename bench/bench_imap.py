@@ -301,6 +301,7 @@ class BacklogResult:
     exit_code: int
     sends: int
     duplicates: int
+    cpu: float  # the worker's user + system CPU seconds: steadier than wall time here
 
 
 def bench_backlog(server: DovecotServer, count: int) -> BacklogResult:
@@ -331,7 +332,7 @@ def bench_backlog(server: DovecotServer, count: int) -> BacklogResult:
         startup = (ready - spawned_at).total_seconds() if ready else 0.0
         return BacklogResult(count, wall, startup, usage.ru_maxrss / 1024, samples,
                              run.counts(), proc.returncode, run.smtp.sent,
-                             run.smtp.duplicates)
+                             run.smtp.duplicates, usage.ru_utime + usage.ru_stime)
 
 
 def print_backlog(runs: list[list[BacklogResult]]) -> None:
@@ -346,7 +347,8 @@ def print_backlog(runs: list[list[BacklogResult]]) -> None:
                   f"{r.startup:.1f} s start-up; peak RSS {r.max_rss_mb:.0f} MB; exit "
                   f"{r.exit_code}")
             print(f"           recorded {decided} {dict(sorted(r.counts.items()))}; "
-                  f"{r.sends} sends, {r.duplicates} duplicate Message-IDs")
+                  f"{r.sends} sends, {r.duplicates} duplicate Message-IDs; worker CPU "
+                  f"{r.cpu:.1f} s ({1000 * r.cpu / r.count:.2f} ms a message)")
             if r.rss_samples:
                 quarter = [r.rss_samples[int(i * (len(r.rss_samples) - 1) / 4)]
                            for i in range(5)]
@@ -355,9 +357,10 @@ def print_backlog(runs: list[list[BacklogResult]]) -> None:
     for results in runs:
         rate = statistics.median(r.count / r.wall for r in results)
         rss = statistics.median(r.max_rss_mb for r in results)
+        cpu = statistics.median(1000 * r.cpu / r.count for r in results)
         medians.append((results[0].count, rate, rss))
         print(f"    median of {len(results)}, {results[0].count} messages: {rate:4.0f} msg/s end "
-              f"to end, peak RSS {rss:.0f} MB")
+              f"to end, worker CPU {cpu:.2f} ms a message, peak RSS {rss:.0f} MB")
     if len(medians) == 2:
         (small, _, small_rss), (big, _, big_rss) = medians
         print(f"    peak RSS {big} vs {small}: {big_rss / small_rss:.2f}x for {big / small:.0f}x "
