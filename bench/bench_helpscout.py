@@ -26,13 +26,13 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.channels.base import OutboxItem  # noqa: E402
-from bot.channels.helpscout import HelpScoutChannel  # noqa: E402
-from bot.config import HelpScoutSettings  # noqa: E402
-from bot.helpscout import ops  # noqa: E402
-from bot.helpscout.client import HelpScoutClient  # noqa: E402
-from bot.sources.helpscout import HelpScoutSource  # noqa: E402
-from bot.testing.fake_helpscout import FakeHelpScout  # noqa: E402
+from bot.channels.base import OutboxItem
+from bot.channels.helpscout import HelpScoutChannel
+from bot.config import HelpScoutSettings
+from bot.helpscout import ops
+from bot.helpscout.client import HelpScoutClient
+from bot.sources.helpscout import HelpScoutSource
+from bot.testing.fake_helpscout import FakeHelpScout
 
 
 class Cursors(dict[str, str]):

@@ -44,9 +44,9 @@ from aiosmtpd.smtp import Envelope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers import make_mail  # noqa: E402
-from tests.imap_helpers import crlf, env_for_subprocess, imap_env  # noqa: E402
-from tests.servers.dovecot import DovecotServer, Mailbox, MailUser, free_port  # noqa: E402
+from tests.helpers import make_mail
+from tests.imap_helpers import crlf, env_for_subprocess, imap_env
+from tests.servers.dovecot import DovecotServer, Mailbox, MailUser, free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 APPEND_CHUNK = 500

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths, a clean environment, a fresh store."""
+"""Shared fixtures: paths, a clean environment, the test servers (Dovecot, SMTP)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers.dovecot import DovecotServer, Mailbox, shared_server
+from tests.servers.smtp import SmtpServer, TlsCert, make_self_signed_cert
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -27,3 +30,28 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"sample corpus not found at {CORPUS} (it lives beside the repository)")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """The session's Dovecot (plain IMAP, IMAPS with a self-signed cert, LMTP + Sieve)."""
+    with shared_server() as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox(dovecot: DovecotServer) -> Mailbox:
+    """A new user with an empty mailbox on the session's Dovecot."""
+    return Mailbox(dovecot, dovecot.add_user())
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> TlsCert:
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server on loopback that accepts everything until scripted otherwise."""
+    with SmtpServer() as server:
+        yield server

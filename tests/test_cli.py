@@ -36,7 +36,7 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help(
 def test_parser_knows_every_subcommand() -> None:
     parser = build_parser()
     actions = [a for a in parser._actions if a.dest == "command"]
-    assert SUBCOMMANDS <= set(actions[0].choices)  # type: ignore[arg-type]
+    assert set(actions[0].choices) >= SUBCOMMANDS  # type: ignore[arg-type]
 
 
 def test_demo_names_each_tickets_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str],

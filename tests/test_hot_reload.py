@@ -1,4 +1,5 @@
-"""Hot reload in the worker: a valid edit takes effect at the next cycle, a broken one never does."""
+"""Hot reload in the worker: a valid edit takes effect at the next cycle; a broken one never
+does."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from bot.testing.fake_helpscout import FakeHelpScout
 from tests.helpers import REPO, make_mail
 from tests.reliability import process
 from tests.reliability.maildir import deliver_bytes
-from tests.servers.dovecot import DovecotServer, dovecot, free_port  # noqa: F401
+from tests.servers.dovecot import DovecotServer, free_port
 from tests.servers.smtp import Received, SmtpServer, TlsCert, make_self_signed_cert
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # for workers on a FakeClock
@@ -223,7 +223,7 @@ def assert_no_secret(text: str) -> None:
 
 @pytest.mark.slow
 def test_secrets_never_appear_while_every_connection_fails(
-        tmp_path: Path, dovecot: DovecotServer) -> None:  # noqa: F811
+        tmp_path: Path, dovecot: DovecotServer) -> None:
     user = dovecot.add_user()  # its real password is not ours: IMAP login is refused
     fake = FakeHelpScout(clock=FakeClock(T0))  # nor is our app secret
     with SmtpServer(auth=("bot", "the-right-one")) as smtp, fake.serve() as hs_url:
@@ -283,7 +283,7 @@ def test_a_bad_secret_value_is_not_echoed_in_the_configuration_error(tmp_path: P
 # -- TLS ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_worker_refuses_a_self_signed_imaps_server_unless_told(
-        tmp_path: Path, dovecot: DovecotServer) -> None:  # noqa: F811
+        tmp_path: Path, dovecot: DovecotServer) -> None:
     user = dovecot.add_user()
     with SmtpServer() as smtp:
         env = process.imap_smtp_env(

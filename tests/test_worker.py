@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.clock import FakeClock
 from bot.runtime import open_worker
 from bot.store import Store
 from tests.helpers import deliver, embedded_settings, make_mail, outbox_mail
-from bot.clock import FakeClock
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 

@@ -121,6 +121,6 @@ def test_critical_ticket_is_tagged_noted_and_requester_told(
     notes = [t for t in threads if t["type"] == "note"]
     assert notes and "deliverability" in notes[0]["body"].lower()
     assert len(bot_replies(fake, conv)) == 1
-    tags = set(fake.conversation(conv)["tags"][i]["tag"] for i in
-               range(len(fake.conversation(conv)["tags"])))
+    tags = {fake.conversation(conv)["tags"][i]["tag"] for i in
+            range(len(fake.conversation(conv)["tags"]))}
     assert {"vip", "priority-critical"} <= tags

@@ -36,7 +36,7 @@ def test_missed_first_hour_alerts_webhook_log_and_status(tmp_path: Path) -> None
     posts: list[dict] = []  # type: ignore[type-arg]
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()

@@ -20,8 +20,8 @@ from bot.runtime import open_worker
 from bot.store import Store
 from tests.helpers import make_mail
 from tests.imap_helpers import crlf, imap_settings, sent_kinds
-from tests.servers.dovecot import Mailbox, dovecot, mailbox  # noqa: F401
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401
+from tests.servers.dovecot import Mailbox
+from tests.servers.smtp import SmtpServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
 

@@ -120,8 +120,8 @@ def check_store(path: Path, *, refs: Iterable[str] = (),
     try:
         check = StoreCheck()
         check.integrity = "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check"))
-        check.outbox = {s: n for s, n in conn.execute(
-            "SELECT status, count(*) FROM outbox GROUP BY status")}
+        check.outbox = dict(conn.execute(
+            "SELECT status, count(*) FROM outbox GROUP BY status"))
         check.tickets = conn.execute("SELECT count(*) FROM tickets").fetchone()[0]
         check.ledger = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         check.quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]

@@ -15,13 +15,13 @@ from bot.config import ImapSettings
 from bot.errors import AuthError, SourceError
 from bot.sources.imap import ImapSource
 from tests.reliability.netfault import run_network_suite
-from tests.servers.dovecot import DovecotServer, dovecot  # noqa: F401
+from tests.servers.dovecot import DovecotServer
 
 pytestmark = pytest.mark.slow
 
 
 def test_network_faults_lose_nothing_and_double_nothing(
-        tmp_path: Path, dovecot: DovecotServer) -> None:  # noqa: F811
+        tmp_path: Path, dovecot: DovecotServer) -> None:
     report = run_network_suite(imap_tickets=24, hs_conversations=12, fault_cycles=12, seed=3,
                                workdir=tmp_path, dovecot=dovecot, stall_seconds=1.0, pause=0.3)
     assert report.drops > 0 and sum(s.connections for s in report.proxies.values()) > 3

@@ -4,9 +4,7 @@ Everything lives in one temporary directory (config, passwd-file, mail, sockets,
 system's /etc/dovecot and its service are never touched. Dovecot runs in the foreground as
 our child process, on free ports, and is stopped afterwards even when a test fails.
 
-Use in a test module (fixtures are imported explicitly, there is no shared conftest):
-
-    from tests.servers.dovecot import dovecot, mailbox  # noqa: F401
+Tests ask for the fixtures tests/conftest.py defines (no import needed):
 
     def test_x(mailbox: Mailbox) -> None:
         uid = mailbox.append("INBOX", raw)
@@ -456,21 +454,15 @@ class _Shared:
 _SHARED = _Shared()
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """The session's Dovecot (plain IMAP, IMAPS with a self-signed cert, LMTP + Sieve)."""
+@contextlib.contextmanager
+def shared_server() -> Iterator[DovecotServer]:
+    """The shared Dovecot (tests/conftest.py's ``dovecot`` fixture); skips without a binary."""
     require_dovecot()
     server = _SHARED.acquire()
     try:
         yield server
     finally:
         _SHARED.release()
-
-
-@pytest.fixture
-def mailbox(dovecot: DovecotServer) -> Mailbox:
-    """A new user with an empty mailbox on the session's Dovecot."""
-    return Mailbox(dovecot, dovecot.add_user())
 
 
 CONFIG_23 = """\

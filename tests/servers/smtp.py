@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import aiosmtplib
-import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -302,14 +301,3 @@ class RudeAutoresponder:
             return
         self.replies.append(reply.as_bytes())
 
-
-@pytest.fixture(scope="session")
-def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> TlsCert:
-    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A plain SMTP server on loopback that accepts everything until scripted otherwise."""
-    with SmtpServer() as server:
-        yield server

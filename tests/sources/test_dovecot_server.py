@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.servers.dovecot import DovecotServer, Mailbox, dovecot, free_port, mailbox  # noqa: F401
+from tests.servers.dovecot import DovecotServer, Mailbox, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
 

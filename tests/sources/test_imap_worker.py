@@ -26,11 +26,19 @@ from bot.sources.imap import ImapSource
 from bot.store import Store
 from bot.worker import CycleReport
 from tests.helpers import REPO, make_mail, outbox_mail
-from tests.imap_helpers import (EXPORT_QUESTION, CuttingProxy, answers_per_original, crlf,
-                                env_for_subprocess, imap_env, imap_settings, sent_kinds,
-                                ticket_mail)
-from tests.servers.dovecot import Mailbox, dovecot, mailbox  # noqa: F401
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401
+from tests.imap_helpers import (
+    EXPORT_QUESTION,
+    CuttingProxy,
+    answers_per_original,
+    crlf,
+    env_for_subprocess,
+    imap_env,
+    imap_settings,
+    sent_kinds,
+    ticket_mail,
+)
+from tests.servers.dovecot import Mailbox
+from tests.servers.smtp import SmtpServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
 

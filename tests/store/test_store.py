@@ -45,7 +45,8 @@ def test_migration_from_version_zero_keeps_going_after_failure(tmp_path: Path) -
         connect(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 0
-    assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'outbox'").fetchone()[0] == 0
+    outbox_tables = "SELECT count(*) FROM sqlite_master WHERE name = 'outbox'"
+    assert raw.execute(outbox_tables).fetchone()[0] == 0
     raw.close()
 
 
@@ -124,7 +125,8 @@ def test_upgrade_from_version_1_keeps_planned_sends(tmp_path: Path) -> None:
     raw.execute("INSERT INTO outbox(idem_key, ticket_id, kind, channel, message_id, payload,"
                 " status, created_at, next_attempt_at) VALUES"
                 " ('k', 1, 'acknowledge', 'maildir', '<m@x>', x'00', 'pending', 'now', 'now')")
-    raw.execute("INSERT INTO outbox_recipients(outbox_id, address, created_at) VALUES (1, 'a@x', 'now')")
+    raw.execute("INSERT INTO outbox_recipients(outbox_id, address, created_at)"
+                " VALUES (1, 'a@x', 'now')")
     raw.commit()
     raw.close()
     store = Store(path)
