@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, overload
 
 from bot.errors import ConfigError
 
 TlsMode = Literal["ssl", "starttls", "none"]
+LogFormat = Literal["json", "console", "auto"]
 PREFIX = "SUPPORTBOT_"
 SECRET_VARS = frozenset(
     {
@@ -69,7 +70,7 @@ class Settings:
     from_addr: str
     from_name: str
     dry_run: bool = False
-    log_format: Literal["json", "console", "auto"] = "auto"
+    log_format: LogFormat = "auto"
     log_level: str = "info"
     poll_seconds: float = 30.0
     maildir_path: Path | None = None
@@ -101,6 +102,9 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+_Choice = TypeVar("_Choice", bound=str)
+
+
 class _Env:
     """Reads typed values and names the variable in every error."""
 
@@ -115,18 +119,26 @@ class _Env:
         value = value.strip()
         return value or None
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    @overload
+    def text(self, name: str, default: str) -> str: ...
+    @overload
+    def text(self, name: str, default: None = None) -> str | None: ...
+    def text(self, name: str, default: str | None = None) -> str | None:
         value = self.raw(name)
         return default if value is None else value
 
+    @overload
+    def path(self, name: str, default: str) -> Path: ...
+    @overload
+    def path(self, name: str, default: None) -> Path | None: ...
     def path(self, name: str, default: str | None) -> Path | None:
-        value = self.str(name, default)
+        value = self.text(name, default)
         if value is None:
             return None
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self.cwd / p)
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -166,14 +178,14 @@ class _Env:
             raise ConfigError(f"{PREFIX}{name}={value!r} is not a TCP port (1-65535)")
         return int(value)
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = (self.str(name, default) or default).lower()
+    def choice(self, name: str, default: _Choice, choices: tuple[_Choice, ...]) -> _Choice:
+        value = (self.text(name, default) or default).lower()
         if value not in choices:
             raise ConfigError(f"{PREFIX}{name}={value!r} must be one of: {', '.join(choices)}")
-        return value
+        return choices[choices.index(value)]
 
     def required(self, name: str, because: str) -> str:
-        value = self.str(name)
+        value = self.text(name)
         if value is None:
             raise ConfigError(f"{PREFIX}{name} is required when {because}")
         return value
@@ -193,33 +205,33 @@ def load_settings(
     """
     e = _Env(os.environ if env is None else env, cwd or Path.cwd())
 
-    from_raw = e.str("FROM", "Support <support@example.com>") or ""
+    from_raw = e.text("FROM", "Support <support@example.com>") or ""
     from_name, from_addr = parseaddr(from_raw)
     if "@" not in from_addr or any(c in from_raw for c in "\r\n"):
         raise ConfigError(
-            f"{PREFIX}FROM={from_raw!r} is not an email address (e.g. 'Support <support@example.com>')"
-        )
+            f"{PREFIX}FROM={from_raw!r} is not an email address"
+            " (e.g. 'Support <support@example.com>')")
 
     imap: ImapSettings | None = None
     if e.raw("IMAP_HOST"):
-        tls = e.choice("IMAP_TLS", "ssl", ("ssl", "starttls", "none"))
+        tls: TlsMode = e.choice("IMAP_TLS", "ssl", ("ssl", "starttls", "none"))
         default_port = _tls_port(tls, ssl_port=993, starttls_port=143, plain_port=143)
         imap = ImapSettings(
             host=e.required("IMAP_HOST", "IMAP is used"),
             port=e.port("IMAP_PORT", default_port) or default_port,
             user=e.required("IMAP_USER", "SUPPORTBOT_IMAP_HOST is set"),
             password=e.required("IMAP_PASSWORD", "SUPPORTBOT_IMAP_HOST is set"),
-            folder=e.str("IMAP_FOLDER", "INBOX") or "INBOX",
-            tls=tls,  # type: ignore[arg-type]
-            sent_folder=e.str("IMAP_SENT_FOLDER"),
+            folder=e.text("IMAP_FOLDER", "INBOX") or "INBOX",
+            tls=tls,
+            sent_folder=e.text("IMAP_SENT_FOLDER"),
         )
 
     smtp: SmtpSettings | None = None
     if e.raw("SMTP_HOST"):
         tls = e.choice("SMTP_TLS", "starttls", ("ssl", "starttls", "none"))
         default_port = _tls_port(tls, ssl_port=465, starttls_port=587, plain_port=25)
-        user = e.str("SMTP_USER")
-        password = e.str("SMTP_PASSWORD")
+        user = e.text("SMTP_USER")
+        password = e.text("SMTP_PASSWORD")
         if user and not password:
             raise ConfigError(f"{PREFIX}SMTP_PASSWORD is required when {PREFIX}SMTP_USER is set")
         smtp = SmtpSettings(
@@ -227,7 +239,7 @@ def load_settings(
             port=e.port("SMTP_PORT", default_port) or default_port,
             user=user,
             password=password,
-            tls=tls,  # type: ignore[arg-type]
+            tls=tls,
             # A Sent folder is asked for to shrink the duplicate window after a crash: one
             # session keeps it at one message (each session has one in flight).
             connections=e.integer("SMTP_CONNECTIONS",
@@ -240,7 +252,7 @@ def load_settings(
         mailbox = e.required("HELPSCOUT_MAILBOX_ID", "SUPPORTBOT_HELPSCOUT_APP_ID is set")
         if not mailbox.isdigit():
             raise ConfigError(f"{PREFIX}HELPSCOUT_MAILBOX_ID={mailbox!r} must be a number")
-        base_url = (e.str("HELPSCOUT_BASE_URL", "https://api.helpscout.net") or "").rstrip("/")
+        base_url = (e.text("HELPSCOUT_BASE_URL", "https://api.helpscout.net") or "").rstrip("/")
         if not base_url.startswith(("https://", "http://")):
             raise ConfigError(f"{PREFIX}HELPSCOUT_BASE_URL={base_url!r} must be an http(s) URL")
         helpscout = HelpScoutSettings(
@@ -248,7 +260,7 @@ def load_settings(
             app_secret=e.required("HELPSCOUT_APP_SECRET", "SUPPORTBOT_HELPSCOUT_APP_ID is set"),
             mailbox_id=int(mailbox),
             base_url=base_url,
-            webhook_secret=e.str("HELPSCOUT_WEBHOOK_SECRET"),
+            webhook_secret=e.text("HELPSCOUT_WEBHOOK_SECRET"),
             webhook_port=e.port("HELPSCOUT_WEBHOOK_PORT", None),
         )
 
@@ -266,22 +278,22 @@ def load_settings(
     if ca_file is not None and not ca_file.is_file():
         raise ConfigError(f"{PREFIX}CA_FILE={str(ca_file)!r} does not exist")
 
-    webhook = e.str("ALERT_WEBHOOK_URL")
+    webhook = e.text("ALERT_WEBHOOK_URL")
     if webhook is not None and not webhook.startswith(("https://", "http://")):
         raise ConfigError(f"{PREFIX}ALERT_WEBHOOK_URL must be an http(s) URL")
 
-    log_format = e.choice("LOG_FORMAT", "auto", ("json", "console", "auto"))
+    log_format: LogFormat = e.choice("LOG_FORMAT", "auto", ("json", "console", "auto"))
     log_level = e.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
     poll = e.number("POLL_SECONDS", 30.0, minimum=0.05)
 
     return Settings(
-        state_path=e.path("STATE", "var/supportbot.db"),  # type: ignore[arg-type]
-        rules_path=e.path("RULES", "rules.yaml"),  # type: ignore[arg-type]
-        templates_path=e.path("TEMPLATES", "templates"),  # type: ignore[arg-type]
+        state_path=e.path("STATE", "var/supportbot.db"),
+        rules_path=e.path("RULES", "rules.yaml"),
+        templates_path=e.path("TEMPLATES", "templates"),
         from_addr=from_addr.lower(),
         from_name=from_name,
-        dry_run=e.bool("DRY_RUN"),
-        log_format=log_format,  # type: ignore[arg-type]
+        dry_run=e.flag("DRY_RUN"),
+        log_format=log_format,
         log_level=log_level,
         poll_seconds=poll,
         maildir_path=e.path("MAILDIR", "var/inbox") if embedded else None,
@@ -290,7 +302,7 @@ def load_settings(
         smtp=smtp,
         helpscout=helpscout,
         ca_file=ca_file,
-        tls_insecure=e.bool("TLS_INSECURE"),
+        tls_insecure=e.flag("TLS_INSECURE"),
         backfill_hours=e.number("BACKFILL_HOURS", 24.0),
         alert_webhook_url=webhook,
         metrics_port=e.port("METRICS_PORT", None),

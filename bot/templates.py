@@ -156,7 +156,8 @@ class Templates:
             return self.env.get_template(filename).render(dict(context))
         except TemplateSyntaxError as exc:
             raise RulesError([f"{path}:{exc.lineno}: {exc.message}"]) from None
-        except Exception as exc:  # any failure of an ops-edited template is a template error
+        # Any failure of an ops-edited template is a template error.
+        except Exception as exc:  # noqa: BLE001
             raise RulesError([f"{path}:{_template_line(exc, path)}: {type(exc).__name__}: "
                               f"{exc}"]) from None
 

@@ -10,14 +10,16 @@ the server's replies; the price is that a crash can leave one message in doubt p
 retry after a crash is byte-identical.
 
 Outcomes: 4xx replies and network errors are retried here with backoff (within a time
-budget per batch), then reported as ``retry`` (the outbox tries again next cycle); a 5xx is ``failed`` at once and never
-retried. Problems that no item can get past — the server unreachable, TLS verification
-or authentication failing — end the batch: every remaining item is ``retry``.
+budget per batch), then reported as ``retry`` (the outbox tries again next cycle); a 5xx is
+``failed`` at once and never retried. Problems that no item can get past — the server
+unreachable, TLS verification or authentication failing — end the batch: every remaining
+item is ``retry``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
@@ -292,10 +294,9 @@ class SmtpChannel:
         if client is None:
             return
         if client.is_connected:
-            try:
+            # the session is over either way
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                 await client.quit(timeout=min(self.timeout, 5))
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                pass  # the session is over either way
         client.close()
 
 

@@ -18,7 +18,8 @@ ORDER = 44
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("quarantine", help="list, show, retry or drop quarantined messages",
                        description="Messages that could not be processed are kept raw here. "
-                       "`retry ID` hands it back: the worker ingests the kept copy on its next cycle.")
+                       "`retry ID` hands it back: the worker ingests the kept copy on its next"
+                       " cycle.")
     p.add_argument("op", nargs="?", default="list", choices=["list", "show", "retry", "drop"])
     p.add_argument("id", nargs="?", type=int)
     p.set_defaults(func=run)

@@ -8,6 +8,7 @@ that cancels the follow-ups, an auto-reply left alone) takes seconds.
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 import os
 import shutil
@@ -50,8 +51,10 @@ class Timeline:
         rows = self.store.activity(limit=100000)
         for row in rows[self.seen:]:
             ticket = f"#{row['ticket_id']}" if row["ticket_id"] else "  -"
-            rule = f"  [rule: {row['rule']}]" if row["rule"] and row["action"] == "classified" else ""
-            self.out(f"   {row['at'][11:16]}  {ticket:>4}  {row['action']:<18} {row['detail']}{rule}")
+            classified = row["rule"] and row["action"] == "classified"
+            rule = f"  [rule: {row['rule']}]" if classified else ""
+            self.out(f"   {row['at'][11:16]}  {ticket:>4}  {row['action']:<18} "
+                     f"{row['detail']}{rule}")
         self.seen = len(rows)
 
 
@@ -60,11 +63,15 @@ async def _step(worker: Worker, clock: FakeClock, timeline: Timeline, heading: s
     timeline.show(f"{clock.now():%a %d %b %H:%M} UTC - {heading}")
 
 
-async def run_demo(settings: Settings, directory: Path, out: Printer = print) -> dict[str, Any]:
-    """Run the story in ``directory`` (wiped first); returns a summary for tests."""
+def _empty_directory(directory: Path) -> None:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
+
+
+async def run_demo(settings: Settings, directory: Path, out: Printer = print) -> dict[str, Any]:
+    """Run the story in ``directory`` (wiped first); returns a summary for tests."""
+    await asyncio.to_thread(_empty_directory, directory)
     inbox, outbox = directory / "inbox", directory / "outbox"
     settings = settings.with_(
         state_path=directory / "supportbot.db", maildir_path=inbox, outbox_maildir_path=outbox,
@@ -114,9 +121,9 @@ async def run_demo(settings: Settings, directory: Path, out: Printer = print) ->
 def summarise(store: Store) -> dict[str, Any]:
     tickets = []
     for t in store.tickets_since(datetime(1970, 1, 1, tzinfo=UTC)):
-        sent = [r for r in store.ticket_outbox(t.id)
-                if r["kind"] in {"acknowledge", "ask_info", "answer", "forward", "forwarded"}]
-        first = sent[0]["kind"] if sent else None
+        replies = [r for r in store.ticket_outbox(t.id)
+                   if r["kind"] in {"acknowledge", "ask_info", "answer", "forward", "forwarded"}]
+        first = replies[0]["kind"] if replies else None
         tickets.append({"id": t.id, "requester": t.requester, "subject": t.subject,
                         "priority": t.priority, "topic": t.topic, "state": t.state,
                         "owner": t.owner, "first_action": "forward" if first == "forwarded"
@@ -156,7 +163,8 @@ async def helpscout_story(settings: Settings, directory: Path, out: Printer) -> 
             timeline = Timeline(worker.store, out)
             await _step(worker, clock, timeline, "the bot reads new conversations and answers")
             clock.advance(timedelta(hours=24, minutes=1))
-            await _step(worker, clock, timeline, "24 h later: a check-in in the silent conversation")
+            await _step(worker, clock, timeline,
+                        "24 h later: a check-in in the silent conversation")
             clock.advance(timedelta(hours=24, minutes=1))
             await _step(worker, clock, timeline, "another day: closure, conversation closed")
     result = {}

@@ -76,7 +76,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"|returned mail|(?:mail )?failure notice"
     r"|delivery (?:failure|has failed|delayed|failed)(?=\s*:)"
     r"|postmaster (?:notify|copy)(?=\s*:)"
-    # the same notices from localised MTAs: de, fr, es, it, nl, pt, sv, da/no, fi, pl, cs, ru, ja, zh
+    # the same notices from localised MTAs:
+    # de, fr, es, it, nl, pt, sv, da/no, fi, pl, cs, ru, ja, zh
     r"|unzustellbar|nicht zustellbar|non remis|non délivré|échec de (?:la )?(?:remise|distribution)"
     r"|no se puede entregar|no entregado|non recapitabile|onbestelbaar|niet bezorgd"
     r"|não é possível entregar|não entregue|olevererbart|kan ikke leveres|ikke leveret"

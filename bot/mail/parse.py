@@ -188,10 +188,12 @@ def _collect(part: MimePart, body: _Body, depth: int, defects: list[str], *,
     ctype = part.get_content_type()
     payload = part.get_payload()
     if ctype.startswith("multipart/") and isinstance(payload, list):
+        # The parser only puts messages in a multipart's list (typeshed also allows str).
+        subparts = [sub for sub in payload if isinstance(sub, MimePart)]
         if ctype == "multipart/alternative":
-            _collect_alternative(payload, body, depth, defects)
+            _collect_alternative(subparts, body, depth, defects)
         else:
-            for sub in payload:
+            for sub in subparts:
                 _collect(sub, body, depth + 1, defects)
         return
     if ctype.startswith("multipart/"):
@@ -244,9 +246,9 @@ def _size(part: MimePart, depth: int) -> int:
 def _filename(part: MimePart) -> str | None:
     name = part.get_filename()
     if name is None:
-        name = part.get_param("name")  # old clients name attachments only in Content-Type
-        if name is not None:
-            name = collapse_rfc2231_value(name)
+        param = part.get_param("name")  # old clients name attachments only in Content-Type
+        if param is not None:
+            name = collapse_rfc2231_value(param)
     if name is None:
         return None
     return decode_header_value(str(name)) or None
@@ -375,19 +377,26 @@ def _envelope(h: Headers, raw: Headers) -> dict[str, Any]:
 _WHOLE_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
+def _mask_encoded_words(value: str) -> tuple[str, dict[str, str]]:
+    """``value`` unfolded, each encoded word replaced by an opaque quoted name; and the names.
+
+    While the list is split, what an encoded word decodes to (an address, a comma, a line
+    break) can then only ever be a display name.
+    """
+    words: dict[str, str] = {}
+
+    def hide(match: re.Match[str]) -> str:
+        key = f"sbencodedword{len(words)}x"
+        words[key] = match.group(0)
+        return f'"{key}"'
+
+    return _WHOLE_ENCODED_WORD.sub(hide, " ".join(value.split())), words
+
+
 def _addresses(h: Headers, name: str) -> list[tuple[str, str]]:
     result: list[tuple[str, str]] = []
     for value in h.get_all(name):
-        words: dict[str, str] = {}
-
-        def hide(match: re.Match[str]) -> str:
-            key = f"sbencodedword{len(words)}x"
-            words[key] = match.group(0)
-            return f'"{key}"'
-
-        # Encoded words become opaque quoted names while the list is split, so what they
-        # decode to (an address, a comma, a line break) can only ever be a display name.
-        masked = _WHOLE_ENCODED_WORD.sub(hide, " ".join(value.split()))
+        masked, words = _mask_encoded_words(value)
         for display, addr in address_list([masked]):
             for key, word in words.items():
                 display = display.replace(key, word)

@@ -166,8 +166,8 @@ def _settings(s: schema.Settings) -> RuleSettings:
     if s.business_hours is not None:
         bh = s.business_hours
         start, _, end = bh.hours.partition("-")
-        calendar = BusinessCalendar(bh.timezone, {DAY_NAMES.index(d) for d in bh.days},
-                                    parse_time(start), parse_time(end), set(bh.holidays))
+        calendar = BusinessCalendar(bh.timezone, frozenset(DAY_NAMES.index(d) for d in bh.days),
+                                    parse_time(start), parse_time(end), frozenset(bh.holidays))
     report = None
     if s.report is not None:
         zone = s.report.timezone or (s.business_hours.timezone if s.business_hours else "UTC")

@@ -14,17 +14,19 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-
 # LibYAML's parser when installed (ten times faster: reload cost); resolvers stay Python's.
-_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:  # the two loaders offer the same interface; the stubs know SafeLoader's
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class RulesYamlLoader(_SafeLoader):  # type: ignore[misc, valid-type]
+class RulesYamlLoader(_SafeLoader):
     """SafeLoader with YAML 1.2-style booleans and no base-60 numbers."""
 
 
@@ -91,9 +93,9 @@ class YamlDocument:
                     if isinstance(key_node, ScalarNode) and key_node.value == str(part):
                         node = key_node if key and i == len(loc) - 1 else value_node
                         break
-            elif isinstance(node, SequenceNode) and isinstance(part, int):
-                if 0 <= part < len(node.value):
-                    node = node.value[part]
+            elif (isinstance(node, SequenceNode) and isinstance(part, int)
+                  and 0 <= part < len(node.value)):
+                node = node.value[part]
         return node
 
     def line(self, loc: Sequence[str | int], *, key: bool = False) -> int:

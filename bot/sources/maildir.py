@@ -7,6 +7,7 @@ keyed by the Maildir's unique file key. Arrival time is the file's delivery time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mailbox
 import os
 from collections.abc import AsyncIterator, Callable
@@ -70,10 +71,8 @@ class MaildirSource:
         self._wake.set()
 
     async def wait(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
         self._wake.clear()
 
     async def aclose(self) -> None:

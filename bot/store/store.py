@@ -137,7 +137,8 @@ class Store:
     def set_cursor(self, key: str, value: str, now: datetime) -> None:
         self.conn.execute(
             "INSERT INTO cursors(key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
             (key, value, to_iso(now)),
         )
 
@@ -168,11 +169,11 @@ class Store:
         """
         if message_id:
             return self._one(
-                "SELECT id, ticket_id, status FROM messages WHERE message_id = ? AND content_hash = ?"
-                " AND status != 'duplicate' LIMIT 1", message_id, content_hash)
+                "SELECT id, ticket_id, status FROM messages WHERE message_id = ?"
+                " AND content_hash = ? AND status != 'duplicate' LIMIT 1", message_id, content_hash)
         return self._one(
-            "SELECT id, ticket_id, status FROM messages WHERE content_hash = ? AND message_id IS NULL"
-            " AND status != 'duplicate' LIMIT 1", content_hash)
+            "SELECT id, ticket_id, status FROM messages WHERE content_hash = ?"
+            " AND message_id IS NULL AND status != 'duplicate' LIMIT 1", content_hash)
 
     def record_message(
         self, *, ref: str, source: str, received_at: datetime, now: datetime, status: str,
@@ -183,9 +184,10 @@ class Store:
         conversation_id: int | None = None, thread_id: int | None = None,
     ) -> int:
         cur = self.conn.execute(
-            "INSERT INTO messages(ref, source, folder, uidvalidity, uid, conversation_id, thread_id,"
-            " message_id, content_hash, from_addr, subject, received_at, recorded_at, ticket_id,"
-            " status, reason, raw, summary) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO messages(ref, source, folder, uidvalidity, uid, conversation_id,"
+            " thread_id, message_id, content_hash, from_addr, subject, received_at, recorded_at,"
+            " ticket_id, status, reason, raw, summary)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (ref, source, folder, uidvalidity, uid, conversation_id, thread_id, message_id,
              content_hash, from_addr, subject[:500], to_iso(received_at), to_iso(now), ticket_id,
              status, reason, pack_raw(raw), json.dumps(summary) if summary else None),
@@ -217,9 +219,10 @@ class Store:
     ) -> Ticket:
         created = to_iso(created_at or now)
         cur = self.conn.execute(
-            "INSERT INTO tickets(source, state, requester, requester_name, subject, root_message_id,"
-            " last_message_id, refs, mailbox_id, conversation_id, conversation_number, customer_id,"
-            " created_at, updated_at, last_requester_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO tickets(source, state, requester, requester_name, subject,"
+            " root_message_id, last_message_id, refs, mailbox_id, conversation_id,"
+            " conversation_number, customer_id, created_at, updated_at, last_requester_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (source, "new", requester, requester_name, subject[:500], root_message_id,
              root_message_id, json.dumps(list(refs)[-20:]), mailbox_id, conversation_id,
              conversation_number, customer_id, created, to_iso(now), created),
@@ -243,8 +246,9 @@ class Store:
         ticket = self.get_ticket(int(text))
         if ticket is not None:
             return ticket
-        row = self._one("SELECT * FROM tickets WHERE conversation_number = ? OR conversation_id = ?",
-                        int(text), int(text))
+        row = self._one(
+            "SELECT * FROM tickets WHERE conversation_number = ? OR conversation_id = ?",
+            int(text), int(text))
         return None if row is None else _ticket(row)
 
     def ticket_by_conversation(self, conversation_id: int) -> Ticket | None:
@@ -382,7 +386,7 @@ class Store:
             "INSERT OR IGNORE INTO timers(key, ticket_id, kind, due_at, status, created_at, note)"
             " VALUES (?,?,?,?,?,?,?)",
             (key, ticket_id, kind, to_iso(due_at), "pending", to_iso(now), note))
-        return int(cur.lastrowid) if cur.rowcount else None
+        return cur.lastrowid if cur.rowcount else None
 
     def due_timers(self, now: datetime, limit: int = 200) -> list[sqlite3.Row]:
         return list(self.conn.execute(
