@@ -59,6 +59,7 @@ class Outbox:
         self.on_sent = on_sent
         self.sent_folder = sent_folder
         self.batch_size = batch_size
+        self._warned_unconfigured = False
 
     async def recover(self, now: datetime) -> int:
         """Resolve rows a crash left in `sending`; returns how many were in doubt."""
@@ -68,7 +69,7 @@ class Outbox:
             if self.sent_folder is not None and row["channel"] == "smtp":
                 try:
                     found = await self.sent_folder.contains_async(row["message_id"])
-                except Exception as exc:  # the check is best effort; resending is safe
+                except Exception as exc:  # noqa: BLE001 - the check is best effort; resending is safe
                     log.warning("sent folder check failed", error=str(exc))
             with self.store.transaction():
                 if found:
@@ -85,9 +86,11 @@ class Outbox:
 
     async def flush(self, now: datetime, *, stop: asyncio.Event | None = None) -> FlushReport:
         report = FlushReport()
+        self._warn_unconfigured()
         while not (stop and stop.is_set()):
-            rows = self.store.due_outbox(now, limit=self.batch_size)
-            rows = [r for r in rows if r["channel"] in self.channels] or []
+            # Only rows a configured channel can send: rows for any other channel stay
+            # pending, and must not fill the batch and hide every sendable row behind them.
+            rows = self.store.due_outbox(now, self.channels.keys(), limit=self.batch_size)
             if not rows:
                 break
             by_channel: dict[str, list[OutboxItem]] = defaultdict(list)
@@ -98,6 +101,16 @@ class Outbox:
             for name, items in by_channel.items():
                 await self._send(self.channels[name], items, now, report)
         return report
+
+    def _warn_unconfigured(self) -> None:
+        """Once per process: pending rows no configured channel will send (not lost)."""
+        if self._warned_unconfigured:
+            return
+        self._warned_unconfigured = True
+        for name, count in sorted(self.store.pending_outbox_channels().items()):
+            if name not in self.channels:
+                log.warning("outbox rows wait for a channel that is not configured",
+                            channel=name, pending=count)
 
     async def _send(self, channel: Channel, items: list[OutboxItem], now: datetime,
                     report: FlushReport) -> None:
@@ -111,7 +124,7 @@ class Outbox:
 
         try:
             outcomes = await channel.send_batch(items, on_outcome=on_outcome)
-        except Exception as exc:  # a channel bug must not lose the rows: retry later
+        except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the rows: retry
             log.error("channel raised", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
             outcomes = []
         if len(outcomes) != len(items):
@@ -125,7 +138,7 @@ class Outbox:
             if self.sent_folder is not None and item.channel == "smtp":
                 try:
                     await self.sent_folder.append_async(item.payload, now)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the copy is a convenience; it was sent
                     log.warning("could not append to the Sent folder", error=str(exc))
             with self.store.transaction():
                 self._mark_sent(item.id, item.ticket_id, item.kind, now,
@@ -153,9 +166,9 @@ class Outbox:
                             error=outcome.detail, delay=delay)
                 report.retry += 1
 
-    def _mark_sent(self, outbox_id: int, ticket_id: int, kind: str, now: datetime,
+    def _mark_sent(self, outbox_id: int, ticket_id: int | None, kind: str, now: datetime,
                    detail: str) -> None:
         self.store.set_outbox_status(outbox_id, "sent", now)
         self.store.log(now, ticket_id, "sent", f"{kind} {detail}")
-        if self.on_sent is not None:
+        if self.on_sent is not None and ticket_id is not None:  # the report has no ticket
             self.on_sent(ticket_id, kind, now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -327,10 +327,27 @@ class Store:
     def outbox_row(self, outbox_id: int) -> sqlite3.Row | None:
         return self._one("SELECT * FROM outbox WHERE id = ?", outbox_id)
 
-    def due_outbox(self, now: datetime, limit: int = 200) -> list[sqlite3.Row]:
+    def due_outbox(self, now: datetime, channels: Collection[str],
+                   limit: int = 200) -> list[sqlite3.Row]:
+        """Pending rows due by `now` for these channels only, oldest first.
+
+        The channel filter belongs in the query: rows for a channel that is not configured
+        (the Maildir after a switch to SMTP, an alert webhook removed) stay pending, and
+        filtering them out after the LIMIT would let a backlog of them hide every other row.
+        """
+        names = sorted(set(channels))
+        if not names:
+            return []
+        marks = ",".join("?" * len(names))
         return list(self.conn.execute(
             "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?", (to_iso(now), limit)))
+            f" AND channel IN ({marks}) ORDER BY id LIMIT ?", (to_iso(now), *names, limit)))
+
+    def pending_outbox_channels(self) -> dict[str, int]:
+        """How many rows are pending per channel (also those no configured channel sends)."""
+        rows = self.conn.execute(
+            "SELECT channel, count(*) AS n FROM outbox WHERE status = 'pending' GROUP BY channel")
+        return {r["channel"]: r["n"] for r in rows}
 
     def in_doubt_outbox(self) -> list[sqlite3.Row]:
         """Rows a crash left in 'sending': the server may or may not have them."""
