@@ -23,20 +23,24 @@ class WebhookChannel:
     async def send_batch(self, items: Sequence[OutboxItem],
                          on_outcome: OnOutcome | None = None) -> list[SendOutcome]:
         outcomes: list[SendOutcome] = []
-        for item in items:
-            try:
-                response = await self._client.post(
-                    self._url, content=item.payload, headers={"Content-Type": "application/json"})
-            except httpx.HTTPError as exc:
-                outcomes.append(SendOutcome("retry", f"webhook: {type(exc).__name__}"))
-                continue
-            if response.status_code < 300:
-                outcomes.append(SendOutcome("sent", f"webhook {response.status_code}"))
-            elif response.status_code in (408, 429) or response.status_code >= 500:
-                outcomes.append(SendOutcome("retry", f"webhook answered {response.status_code}"))
-            else:
-                outcomes.append(SendOutcome("failed", f"webhook answered {response.status_code}"))
+        for item in items:  # each outcome recorded before the next alert is posted
+            outcome = await self._post(item)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                await on_outcome(item, outcome)
         return outcomes
+
+    async def _post(self, item: OutboxItem) -> SendOutcome:
+        try:
+            response = await self._client.post(
+                self._url, content=item.payload, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            return SendOutcome("retry", f"webhook: {type(exc).__name__}")
+        if response.status_code < 300:
+            return SendOutcome("sent", f"webhook {response.status_code}")
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            return SendOutcome("retry", f"webhook answered {response.status_code}")
+        return SendOutcome("failed", f"webhook answered {response.status_code}")
 
     async def aclose(self) -> None:
         await self._client.aclose()
