@@ -18,9 +18,10 @@ import structlog
 from bot.config import Settings
 from bot.errors import MalformedMessage
 from bot.lifecycle.followup import Lifecycle
+from bot.mail.addresses import reply_recipient
 from bot.mail.bounce import read_bounce
-from bot.mail.compose import find_ticket_ref, reply_recipient
 from bot.mail.parse import parse_message
+from bot.mail.ticketref import find_ticket_ref
 from bot.model import Decision, Message
 from bot.plan import STATE_AFTER, Planner
 from bot.rules.decide import decide

@@ -38,7 +38,7 @@ from tenacity.stop import stop_base
 
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome, SendStatus
 from bot.config import SmtpSettings
-from bot.mail.compose import valid_address
+from bot.mail.addresses import valid_address
 from bot.tls import tls_context
 
 log = structlog.get_logger(__name__)

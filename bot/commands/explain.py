@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.commands._common import setup
 from bot.errors import MalformedMessage
-from bot.mail.compose import reply_recipient
+from bot.mail.addresses import reply_recipient
 from bot.mail.parse import parse_message
 from bot.model import Decision, Message
 from bot.rules.decide import decide

@@ -1,4 +1,6 @@
-"""Address lists from header values: lower-cased bare addresses, never an exception.
+"""Reading addresses: lists from header values, the plain addr-spec, who to answer.
+
+Address lists never raise: lower-cased bare addresses, whatever the header holds.
 
 `email.utils.getaddresses` does the RFC 5322 work; when it gives up on a broken list,
 anything shaped like `local@domain` is still worth keeping (a bounce with a mangled To:
@@ -11,8 +13,14 @@ import re
 from collections.abc import Iterable
 from email.utils import getaddresses
 
+from bot.model import Message
+
 _ADDR_LIKE = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 _ANGLE = re.compile(r"<\s*([^<>\s]*)\s*>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 def bare_address(value: str) -> str:
@@ -51,3 +59,47 @@ def address_list(values: Iterable[str]) -> list[tuple[str, str]]:
 def _usable(addr: str) -> bool:
     addr = addr.strip()
     return bool(addr) and not any(c.isspace() for c in addr)
+
+
+def valid_address(address: str) -> str | None:
+    """The bare address, lower-cased domain, if it is a plain ASCII addr-spec; else None.
+
+    Quoted local parts and non-ASCII local parts are refused: they cannot travel without
+    SMTPUTF8 and are a favourite vehicle for injection. Non-ASCII domains become IDNA.
+    """
+    if not address or _CONTROL.search(address) or len(address) > 254:
+        return None
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not _LOCAL_PART.match(local) or len(local) > 64:
+        return None
+    if domain.startswith("[") and domain.endswith("]"):
+        return None  # address literals: never a requester we should write to
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    if not _DOMAIN.match(domain):
+        return None
+    return f"{local}@{domain.lower()}"
+
+
+def reply_recipient(msg: Message) -> str | None:
+    """The address the bot answers: Reply-To if present, else From; None if unusable.
+
+    RFC 3834 section 4 says automatic responses SHOULD go to the Return-Path, because that
+    address takes responsibility for delivery problems; the rule is written for
+    out-of-office notices. A help desk's reply opens a conversation the requester is meant
+    to answer, and the Return-Path is often not a person at all (VERP bounce handlers of
+    web forms and CRMs, SRS-rewritten forwarders). So, like RFC 5322 3.6.2 and every help
+    desk, we write to where the author asked replies to go: Reply-To, else From (else
+    Return-Path when the message has neither). The Return-Path still vetoes: a null
+    sender ``<>`` marks a bounce or notification, which RFC 3834 says never to answer.
+    """
+    if msg.return_path == "":
+        return None
+    candidates = [*msg.reply_to, msg.from_addr, msg.return_path or ""]
+    for candidate in candidates:
+        bare = valid_address(candidate or "")
+        if bare is not None:
+            return bare.lower()
+    return None

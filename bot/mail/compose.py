@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from bot.mail import mime
-from bot.model import Message
+from bot.mail.addresses import valid_address
+from bot.mail.ticketref import TICKET_REF
 
 
 class ComposeError(ValueError):
@@ -37,16 +38,12 @@ class ComposeError(ValueError):
 
 # Message-IDs: `<sb.{ticket}.{kind}.{random}@{domain}>`; bot.mail.automated recognises them.
 OWN_ID = re.compile(r"^<sb\.(\d+)\.([a-z0-9_-]+)\.([0-9a-f]+)@([^<>@\s]+)>$")
-TICKET_REF = re.compile(r"\[#(\d{1,12})\]")
 # Reply prefixes in the languages help desks meet most (Re, Aw, Sv, Antw, Odp, Ynt, Vs...),
 # including counters like "Re[2]:" and "Re(3):".
 _REPLY_PREFIX = re.compile(
     r"^\s*(?:re|aw|sv|vs|antw|antwort|odp|ynt|rif|ref|réf|res|atb)"
     r"(?:\s*[\[(]\d+[\])])?\s*:\s*", re.IGNORECASE)
 _MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
-_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 5322 ftext)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
@@ -73,12 +70,6 @@ def clean(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
-def find_ticket_ref(subject: str) -> int | None:
-    """The ticket number in a subject tag ``[#123]``; the last tag wins (ours is appended)."""
-    found = TICKET_REF.findall(subject or "")
-    return int(found[-1]) if found else None
-
-
 def ticket_subject(original: str, ticket_id: int) -> str:
     """``Re: <original> [#id]``: one ``Re:``, one tag, readable when the original is empty."""
     text = clean(original or "")
@@ -91,28 +82,6 @@ def ticket_subject(original: str, ticket_id: int) -> str:
     if len(text) > MAX_SUBJECT:
         text = text[:MAX_SUBJECT].rstrip() + "…"
     return f"Re: {text or 'Your request'} [#{ticket_id}]"
-
-
-def valid_address(address: str) -> str | None:
-    """The bare address, lower-cased domain, if it is a plain ASCII addr-spec; else None.
-
-    Quoted local parts and non-ASCII local parts are refused: they cannot travel without
-    SMTPUTF8 and are a favourite vehicle for injection. Non-ASCII domains become IDNA.
-    """
-    if not address or _CONTROL.search(address) or len(address) > 254:
-        return None
-    local, at, domain = address.strip().rpartition("@")
-    if not at or not _LOCAL_PART.match(local) or len(local) > 64:
-        return None
-    if domain.startswith("[") and domain.endswith("]"):
-        return None  # address literals: never a requester we should write to
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
-    if not _DOMAIN.match(domain):
-        return None
-    return f"{local}@{domain.lower()}"
 
 
 def _mailbox(value: str) -> tuple[str, str] | None:
@@ -152,28 +121,6 @@ def thread_references(references: Sequence[str], in_reply_to: str | None) -> lis
     if len(ids) > MAX_REFERENCES:
         ids = [ids[0], *ids[-(MAX_REFERENCES - 1):]]
     return ids
-
-
-def reply_recipient(msg: Message) -> str | None:
-    """The address the bot answers: Reply-To if present, else From; None if unusable.
-
-    RFC 3834 section 4 says automatic responses SHOULD go to the Return-Path, because that
-    address takes responsibility for delivery problems; the rule is written for
-    out-of-office notices. A help desk's reply opens a conversation the requester is meant
-    to answer, and the Return-Path is often not a person at all (VERP bounce handlers of
-    web forms and CRMs, SRS-rewritten forwarders). So, like RFC 5322 3.6.2 and every help
-    desk, we write to where the author asked replies to go: Reply-To, else From (else
-    Return-Path when the message has neither). The Return-Path still vetoes: a null
-    sender ``<>`` marks a bounce or notification, which RFC 3834 says never to answer.
-    """
-    if msg.return_path == "":
-        return None
-    candidates = [*msg.reply_to, msg.from_addr, msg.return_path or ""]
-    for candidate in candidates:
-        bare = valid_address(candidate or "")
-        if bare is not None:
-            return bare.lower()
-    return None
 
 
 def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, text: str,

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.mail.addresses import reply_recipient
 from bot.mail.automated import detect_automated
-from bot.mail.compose import reply_recipient
 from bot.model import PRIORITIES, Action, Decision, Message, Priority, TicketView, TraceStep
 from bot.rules.match import Facts
 from bot.rules.ruleset import Rule, RuleSet

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import RulesError
-from bot.mail.compose import reply_recipient
+from bot.mail.addresses import reply_recipient
 from bot.model import Action, Decision, Message
 from bot.rules.durations import humanise
 from bot.rules.match import Facts

@@ -12,7 +12,7 @@ import pytest
 from bot.channels.base import OutboxItem, SendOutcome
 from bot.channels.smtp import SmtpChannel
 from bot.config import SmtpSettings
-from bot.mail.compose import find_ticket_ref
+from bot.mail.ticketref import find_ticket_ref
 from tests.channels.outbox_items import BOT, item, send
 from tests.servers.smtp import SmtpServer
 
