@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
-Priority = Literal["critical", "high", "normal", "low"]
-ActionKind = Literal["acknowledge", "ask_info", "answer", "forward", "alert"]
-SourceKind = Literal["email", "imap", "maildir", "helpscout"]
-# "open": the requester wrote again and the team has the next move (reopened or un-waited).
-TicketState = Literal["new", "acknowledged", "forwarded", "waiting", "answered", "open", "closed"]
+from bot.vocab import ActionKind, Priority, SourceKind, TicketState
 
-PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal", "low")
-ACTION_KINDS: tuple[ActionKind, ...] = ("acknowledge", "ask_info", "answer", "forward", "alert")
+__all__ = [
+    "Action",
+    "ActionKind",
+    "Attachment",
+    "Decision",
+    "Headers",
+    "Message",
+    "Priority",
+    "SourceKind",
+    "TicketState",
+    "TicketView",
+    "TraceStep",
+]
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,10 @@ class TraceStep:
 
 @dataclass(frozen=True)
 class Action:
-    """A message the decision sends. ``to`` holds addresses or Help Scout user ids (``"123"``).
+    """What a decision asks for. ``to`` holds addresses or Help Scout user ids (``"123"``).
 
-    A ``forward`` always implies a notice to the requester (``notify_requester``), using
-    ``notice_template``; the rules engine guarantees the template exists.
+    A ``forward`` always implies a notice to the requester, using ``notice_template``:
+    ``bot.expand`` turns actions into the messages they send.
     """
 
     kind: ActionKind
@@ -117,10 +123,6 @@ class Action:
     template: str
     rule: str
     notice_template: str | None = None
-
-    @property
-    def notify_requester(self) -> bool:
-        return self.kind == "forward"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ bottom, is the whole life of a ticket:
 from __future__ import annotations
 
 from datetime import datetime
+
 from bot.store import Store, Ticket
 from bot.vocab import TicketEvent as E
 from bot.vocab import TicketState as S
@@ -23,14 +24,14 @@ _UNOWNED = (S.NEW, S.OPEN, S.ACKNOWLEDGED)
 
 # event -> {from state: to state}; a state missing from an event's row is refused.
 TRANSITIONS: dict[E, dict[S, S]] = {
-    E.ACKNOWLEDGED: {s: S.ACKNOWLEDGED for s in _UNOWNED},
-    E.FORWARDED: {s: S.FORWARDED for s in (*_UNOWNED, S.WAITING, S.ANSWERED)},
-    E.ASKED: {s: S.WAITING for s in (*_UNOWNED, S.WAITING)},
-    E.ANSWERED: {s: S.ANSWERED for s in (*_UNOWNED, S.WAITING)},
-    E.REQUESTER_REPLIED: {s: S.OPEN for s in _ALL},
+    E.ACKNOWLEDGED: dict.fromkeys(_UNOWNED, S.ACKNOWLEDGED),
+    E.FORWARDED: dict.fromkeys((*_UNOWNED, S.WAITING, S.ANSWERED), S.FORWARDED),
+    E.ASKED: dict.fromkeys((*_UNOWNED, S.WAITING), S.WAITING),
+    E.ANSWERED: dict.fromkeys((*_UNOWNED, S.WAITING), S.ANSWERED),
+    E.REQUESTER_REPLIED: dict.fromkeys(_ALL, S.OPEN),
     E.AGENT_REPLIED: {s: s for s in _ALL},
-    E.AGENT_ASKED: {s: S.WAITING for s in _ALL},
-    E.AGENT_CLOSED: {s: S.CLOSED for s in _ALL},
+    E.AGENT_ASKED: dict.fromkeys(_ALL, S.WAITING),
+    E.AGENT_CLOSED: dict.fromkeys(_ALL, S.CLOSED),
     E.CLOSED_SILENT: {S.WAITING: S.CLOSED, S.ANSWERED: S.CLOSED},
 }
 

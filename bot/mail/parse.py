@@ -47,7 +47,7 @@ _POLICIES: tuple[tuple[str, Policy], ...] = (
 _NO_CHARSET = frozenset({"", "unknown", "unknown-8bit", "x-unknown", "default", "charset"})
 
 
-def parse_message(raw: bytes, *, source: SourceKind = "email",
+def parse_message(raw: bytes, *, source: SourceKind = SourceKind.EMAIL,
                   received_at: datetime | None = None) -> Message:
     """Parse one raw email; repairs are listed in ``defects``, never raised.
 

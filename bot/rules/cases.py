@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,6 +245,7 @@ def compare(expect: Expect, d: Decision) -> list[str]:
     problems = []
 
     def check(key: str, wanted: object, got: object) -> None:
+        got = got.value if isinstance(got, Enum) else got  # shown as written in rules.yaml
         if wanted is not None and wanted != got:
             problems.append(f"{key}: expected {wanted!r}, got {got!r}")
 

@@ -20,12 +20,10 @@ from datetime import datetime
 
 from bot.mail.addresses import reply_recipient
 from bot.mail.automated import detect_automated
-from bot.model import PRIORITIES, Action, Decision, Message, Priority, TicketView, TraceStep
+from bot.model import Action, Decision, Message, TicketView, TraceStep
 from bot.rules.match import Facts
 from bot.rules.ruleset import Rule, RuleSet
-
-REQUESTER_ACTIONS = ("acknowledge", "ask_info", "answer")
-FOLLOWUP_ACTIONS = frozenset({"ask_info", "answer"})
+from bot.vocab import PRIORITIES, REQUESTER_ACTIONS, ActionKind, MessageKind, Priority, spec
 
 
 def decide(message: Message, ticket: TicketView | None, now: datetime, ruleset: RuleSet, *,
@@ -34,7 +32,7 @@ def decide(message: Message, ticket: TicketView | None, now: datetime, ruleset: 
     """Classify one message; see the module docstring for how rules combine."""
     try:
         return _decide(message, ticket, ruleset, own_addresses, own_domain)
-    except Exception as exc:  # a broken message or rule must never lose the ticket
+    except Exception as exc:  # noqa: BLE001 - a broken message or rule must never lose the ticket
         return _fallback(message, ruleset, exc)
 
 
@@ -76,25 +74,27 @@ def _combine(message: Message, matched: list[Rule], ruleset: RuleSet,
     to_requester = (requester,) if requester else ()
 
     priorities = [r.priority for r in matched if r.priority]
-    priority: Priority = min(priorities, key=PRIORITIES.index) if priorities \
-        else defaults.priority
+    priority = min((Priority(p) for p in priorities), key=PRIORITIES.index) if priorities \
+        else Priority(defaults.priority)
     topic = next((r.topic for r in matched if r.topic), defaults.topic)
     tags = tuple(dict.fromkeys(t for r in matched for t in r.tags))
 
     answer: Action | None = None
     forward: Action | None = None
     for rule in matched:
-        if rule.action == "forward":
+        if rule.action == ActionKind.FORWARD.value:
             if forward is None:
-                forward = Action("forward", rule.to, rule.template or "forward", rule.name,
+                forward = Action(ActionKind.FORWARD, rule.to,
+                                 rule.template or _template(ActionKind.FORWARD), rule.name,
                                  notice_template=rule.notice_template)
             else:
                 extra = tuple(t for t in rule.to if t not in forward.to)
-                forward = Action("forward", forward.to + extra, forward.template, forward.rule,
-                                 notice_template=forward.notice_template)
+                forward = Action(ActionKind.FORWARD, forward.to + extra, forward.template,
+                                 forward.rule, notice_template=forward.notice_template)
         elif rule.action in REQUESTER_ACTIONS:
+            kind = ActionKind(rule.action)
             if answer is None:
-                answer = Action(rule.action, to_requester, rule.template or rule.action,
+                answer = Action(kind, to_requester, rule.template or _template(kind),
                                 rule.name)
             else:
                 trace.append(TraceStep(rule.name, True, f"its {rule.action} is not sent: the "
@@ -103,38 +103,44 @@ def _combine(message: Message, matched: list[Rule], ruleset: RuleSet,
     if answer is None and forward is None:
         if defaults.action is None:  # the loader guarantees a catch-all rule or a default
             raise RuntimeError("no rule matched and rules.yaml has no default action")
-        answer = Action(defaults.action, to_requester, defaults.template or defaults.action,
-                        "defaults")
+        kind = ActionKind(defaults.action)
+        answer = Action(kind, to_requester, defaults.template or _template(kind), "defaults")
         trace.append(TraceStep("defaults", True, f"no rule chose an action: default "
                                f"{defaults.action}"))
-    if forward is not None and answer is not None and answer.kind == "acknowledge":
+    if forward is not None and answer is not None and answer.kind == ActionKind.ACKNOWLEDGE:
         trace.append(TraceStep(answer.rule, True, "acknowledge dropped: the forward notice "
                                "already tells the requester who has the ticket"))
         answer = None
 
     actions = [a for a in (forward, answer) if a is not None]
     oncall = ruleset.settings.oncall
-    if priority == "critical" and oncall:
-        source = next((r for r in matched if r.priority == "critical"), None)
-        actions.append(Action("alert", (oncall,),
+    if priority == Priority.CRITICAL and oncall:
+        source = next((r for r in matched if r.priority == Priority.CRITICAL), None)
+        actions.append(Action(ActionKind.ALERT, (oncall,),
                               source.alert_template if source and source.alert_template
-                              else "alert", source.name if source else "defaults"))
+                              else _template(ActionKind.ALERT),
+                              source.name if source else "defaults"))
     return Decision(
         ignored=False, reason=None, priority=priority, topic=topic, tags=tags,
         rules=tuple(r.name for r in matched), actions=tuple(actions),
         owner=forward.to[0] if forward and forward.to else None,
-        followup=any(a.kind in FOLLOWUP_ACTIONS for a in actions), trace=tuple(trace))
+        followup=any(spec(a.kind).starts_followup for a in actions), trace=tuple(trace))
 
 
 def _fallback(message: Message, ruleset: RuleSet, exc: Exception) -> Decision:
     """Still acknowledge: a requester hearing nothing is the worst outcome."""
     try:
         requester = reply_recipient(message)
-    except Exception:  # the message object itself is unusable
+    except Exception:  # noqa: BLE001 - the message object itself is unusable
         requester = None
     error = f"internal error: {type(exc).__name__}: {exc}"
     return Decision(
         ignored=False, reason=None, priority=ruleset.defaults.priority,
-        actions=(Action("acknowledge", (requester,) if requester else (), "acknowledge",
-                        "(internal error)"),),
+        actions=(Action(ActionKind.ACKNOWLEDGE, (requester,) if requester else (),
+                        _template(ActionKind.ACKNOWLEDGE), "(internal error)"),),
         trace=(TraceStep("error", True, f"{error}; acknowledged by default"),))
+
+
+def _template(kind: ActionKind) -> str:
+    """The template an action uses when its rule names none: its kind's policy row."""
+    return spec(MessageKind(kind)).template or kind.value

@@ -17,13 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import RulesError
-from bot.lifecycle.calendar import DAY_NAMES, BusinessCalendar
 from bot.rules import schema
+from bot.rules.calendar import DAY_NAMES, BusinessCalendar
 from bot.rules.durations import parse_time
 from bot.rules.match import compile_condition
 from bot.rules.ruleset import Defaults, ReportSchedule, Rule, RuleSet, RuleSettings
 from bot.rules.yamlfile import YamlDocument, YamlSyntaxError, read_text
 from bot.templates import Templates
+from bot.vocab import Priority
 
 # The bot sends these on its own (follow-ups, alerts, notices), whatever the rules say.
 REQUIRED_TEMPLATES = ("acknowledge", "ask_info", "forward", "forwarded", "alert", "check_in",
@@ -152,7 +153,7 @@ def _build(path: Path, text: str, doc: YamlDocument, templates: Templates,
     d = parsed.defaults
     digest = hashlib.sha256(text.encode() + b"\0" + templates.digest.encode()).hexdigest()
     return RuleSet(rules=tuple(rules), settings=settings,
-                   defaults=Defaults(priority=d.priority, topic=d.topic, action=d.action,
+                   defaults=Defaults(priority=Priority(d.priority), topic=d.topic, action=d.action,
                                      template=d.template or _default_template(d.action)),
                    digest=digest[:16], path=path)
 
@@ -227,7 +228,8 @@ def _rules(parsed: schema.RulesFile, settings: RuleSettings, templates: Template
                          "settings.oncall is not set")
         rules.append(Rule(
             name=r.name, line=problems.doc.line(loc) if problems.doc else 1,
-            matcher=compile_condition(r.when), priority=r.priority, topic=r.topic,
+            matcher=compile_condition(r.when),
+            priority=Priority(r.priority) if r.priority else None, topic=r.topic,
             tags=tuple(r.tags), action=r.action, to=tuple(targets),
             template=r.template or _default_template(r.action),
             notice_template=(r.notice_template or DEFAULT_NOTICE) if r.action == "forward"

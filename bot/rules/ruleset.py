@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 
-from bot.lifecycle.calendar import BusinessCalendar
 from bot.model import Priority
+from bot.rules.calendar import BusinessCalendar
 from bot.rules.match import Matcher
 from bot.rules.schema import RuleAction
 
@@ -69,7 +69,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Defaults:
-    priority: Priority = "normal"
+    priority: Priority = Priority.NORMAL
     topic: str | None = None
     action: RuleAction | None = None
     template: str | None = None

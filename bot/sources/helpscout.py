@@ -37,6 +37,7 @@ from bot.helpscout.text import html_to_text
 from bot.helpscout.webhook import WebhookReceiver
 from bot.model import Message
 from bot.sources.base import Batch, CursorStore, Inbound
+from bot.vocab import SourceKind
 
 log = structlog.get_logger(__name__)
 
@@ -173,7 +174,7 @@ class HelpScoutSource:
         body = str(thread.get("body") or "")
         name = " ".join(str(person.get(k) or "") for k in ("first", "last")).strip()
         message = Message(
-            source="helpscout", message_id=None, from_addr=str(email).strip().lower(),
+            source=SourceKind.HELPSCOUT, message_id=None, from_addr=str(email).strip().lower(),
             from_name=name, subject=str(conversation.get("subject") or ""),
             text=marker.strip(html_to_text(body)), html=body or None,
             to=tuple(str(a).lower() for a in thread.get("to") or ()),
@@ -183,7 +184,7 @@ class HelpScoutSource:
             thread_id=thread_id, customer_id=customer_id if isinstance(customer_id, int) else None,
             tags=tuple(_tags(conversation)),
             content_hash=hashlib.sha256(f"{conv_id}\0{thread_id}\0{body}".encode()).hexdigest())
-        return Inbound(source="helpscout", ref=f"helpscout:{conv_id}:{thread_id}",
+        return Inbound(source=SourceKind.HELPSCOUT, ref=f"helpscout:{conv_id}:{thread_id}",
                        received_at=created, message=message, author=author,
                        status=conversation.get("status"))
 

@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,13 +40,19 @@ from typing import Any, TypeVar
 import structlog
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt,
-                      wait_random_exponential)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from bot.config import ImapSettings
 from bot.errors import AuthError, SourceError
 from bot.sources.base import Batch, CursorStore, Inbound
 from bot.tls import tls_context
+from bot.vocab import SourceKind
 
 log = structlog.get_logger(__name__)
 
@@ -261,7 +267,7 @@ class ImapSource:
         self._seen_uidnext = state.uidnext
 
     async def _groups(self, uv: int, uids: list[int], initial_until: int | None,
-                      ) -> AsyncIterator[tuple[list[int], bool]]:
+                      ) -> AsyncGenerator[tuple[list[int], bool], None]:
         """UIDs to fetch together (``batch_size`` at most, ``max_batch_bytes`` at most) and
         whether they belong to an unfinished first sync."""
         for part in _split_at(uids, initial_until):
@@ -344,7 +350,7 @@ class ImapSource:
                 raise SourceError(f"IMAP server gave no INTERNALDATE for UID {uid} in {folder}")
             if arrived.tzinfo is None:
                 arrived = arrived.replace(tzinfo=UTC)
-            items.append(Inbound(source="imap", ref=f"imap:{folder}:{uidvalidity}:{uid}",
+            items.append(Inbound(source=SourceKind.IMAP, ref=f"imap:{folder}:{uidvalidity}:{uid}",
                                  raw=bytes(raw or b""), received_at=arrived.astimezone(UTC),
                                  folder=folder, uidvalidity=uidvalidity, uid=uid))
         return items
@@ -361,7 +367,7 @@ class ImapSource:
         except asyncio.CancelledError:
             stop.set()  # the thread leaves IDLE within IDLE_SLICE
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any cause: waited out like a poll
             # Cannot connect now: wait as a poll would; the next batches() reports the error.
             outcome = "unavailable"
             log.debug("IMAP idle unavailable", error=describe(exc, self.settings))
@@ -489,7 +495,7 @@ class ImapSource:
         except TimeoutError:
             self._abort_socket()  # unblocks a thread stuck reading a stalled connection
             await asyncio.gather(logout, return_exceptions=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logging out is best effort
             log.debug("IMAP logout failed", error=describe(exc, self.settings))
         self._closed = True
         self._executor.shutdown(wait=True)
@@ -501,7 +507,7 @@ class ImapSource:
         try:
             client.socket().settimeout(5.0)
             client.logout()
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort: the socket is closed either way
             _close(client)
 
     def _abort_socket(self) -> None:

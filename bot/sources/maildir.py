@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.sources.base import Batch, CursorStore, Inbound
+from bot.vocab import SourceKind
 
 
 class MaildirSource:
@@ -63,7 +64,7 @@ class MaildirSource:
                     if moved is None:
                         continue
                     raw = moved.read_bytes()
-                items.append(Inbound(source="maildir", ref=f"maildir:{key}", raw=raw,
+                items.append(Inbound(source=SourceKind.MAILDIR, ref=f"maildir:{key}", raw=raw,
                                      received_at=datetime.fromtimestamp(mtime, UTC)))
             yield Batch(items=items, cursor="seen", initial=initial)
 
