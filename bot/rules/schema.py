@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from bot.lifecycle.calendar import DAY_NAMES
+from bot.rules.calendar import DAY_NAMES
 from bot.rules.durations import parse_duration, parse_time
 
 Priority = Literal["critical", "high", "normal", "low"]

@@ -1,4 +1,4 @@
-"""Business hours: when a follow-up that falls due may actually go out.
+"""Business hours (rules.yaml `settings.business_hours`): when a due follow-up may go out.
 
 Durations stay wall-clock; a follow-up due outside business hours waits for the next
 opening (a Friday-evening ask is checked on Monday morning, not on Saturday evening).

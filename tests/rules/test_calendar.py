@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.lifecycle.calendar import BusinessCalendar
+from bot.rules.calendar import BusinessCalendar
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = {0, 1, 2, 3, 4}
