@@ -11,8 +11,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.commands.report import build
 from bot.plan import Planner
+from bot.reports import build
 from bot.store import Store
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from bot.clock import FakeClock
-from bot.commands.report import build
 from bot.lifecycle.report_schedule import period_start
+from bot.reports import build
 from bot.runtime import open_worker
 from bot.store import Store
 from tests.helpers import REPO, deliver, embedded_settings, make_mail, outbox_mail
