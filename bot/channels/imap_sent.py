@@ -26,7 +26,7 @@ from imapclient.exceptions import IMAPClientError
 
 from bot.config import ImapSettings
 from bot.errors import AuthError, ChannelError
-from bot.sources.imap import connect, describe, transient, warn_about_tls
+from bot.imap_connection import connect, describe, transient, warn_about_tls
 
 log = structlog.get_logger(__name__)
 

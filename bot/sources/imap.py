@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import select
 import socket
 import ssl
@@ -39,7 +38,7 @@ from typing import Any, TypeVar
 
 import structlog
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -49,9 +48,16 @@ from tenacity import (
 )
 
 from bot.config import ImapSettings
-from bot.errors import AuthError, SourceError
+from bot.errors import SourceError
+from bot.imap_connection import (
+    close_quietly,
+    connect,
+    describe,
+    server_text,
+    transient,
+    warn_about_tls,
+)
 from bot.sources.base import Batch, CursorStore, Inbound
-from bot.tls import tls_context
 from bot.vocab import SourceKind
 
 log = structlog.get_logger(__name__)
@@ -60,82 +66,6 @@ T = TypeVar("T")
 BODY_ITEMS = [b"BODY.PEEK[]", b"INTERNALDATE"]
 IDLE_SLICE = 1.0  # seconds between checks of the stop flag while idling
 WAKE_RESPONSES = {b"EXISTS", b"RECENT"}
-
-
-# -- connecting ---------------------------------------------------------------------------
-def connect(settings: ImapSettings, *, ca_file: Path | None = None, tls_insecure: bool = False,
-            timeout: float = 30.0) -> IMAPClient:
-    """A logged-in client. `AuthError` when the credentials are refused; network errors as is."""
-    ctx = tls_context(ca_file, tls_insecure) if settings.tls != "none" else None
-    client = IMAPClient(settings.host, port=settings.port, ssl=settings.tls == "ssl",
-                        ssl_context=ctx, timeout=timeout)
-    try:
-        if settings.tls == "starttls":
-            client.starttls(ctx)
-        client.login(settings.user, settings.password)
-    except LoginError as exc:
-        _close(client)
-        cause = exc.__context__
-        if isinstance(cause, (IMAPClientAbortError, OSError)) or "socket error" in str(exc):
-            # imapclient reports a connection lost during LOGIN as a LoginError: that is a
-            # network blip to retry, not a wrong password to stop for
-            raise IMAPClientAbortError(f"connection lost during login: {exc}") from None
-        raise AuthError(f"IMAP login refused for {settings.user} at "
-                        f"{settings.host}:{settings.port}: {_server_text(exc)}") from None
-    except BaseException:
-        _close(client)
-        raise
-    client.normalise_times = False  # INTERNALDATE as an aware datetime, not naive local time
-    return client
-
-
-def warn_about_tls(settings: ImapSettings, tls_insecure: bool) -> None:
-    """Say loudly when a password may travel unprotected or a certificate goes unchecked."""
-    if settings.tls != "none" and tls_insecure:
-        log.warning("IMAP TLS certificate verification is OFF (SUPPORTBOT_TLS_INSECURE=1): "
-                    "anyone on the path can read the mailbox password", host=settings.host)
-    if settings.tls == "none" and not _is_loopback(settings.host):
-        log.warning("IMAP without TLS to a remote host: the password travels in clear text",
-                    host=settings.host)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def _close(client: IMAPClient) -> None:
-    with contextlib.suppress(Exception):
-        client.shutdown()
-
-
-def _server_text(exc: BaseException) -> str:
-    text = str(exc)
-    for prefix in ("b'", 'b"'):
-        if text.startswith(prefix) and text.endswith(text[1]):
-            return text[2:-1]
-    return text
-
-
-def transient(exc: BaseException) -> bool:
-    """Network trouble worth a reconnect; refused credentials or certificates are not."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return False
-    return isinstance(exc, (OSError, IMAPClientAbortError, EOFError))
-
-
-def describe(exc: BaseException, settings: ImapSettings) -> str:
-    """One line an operator can act on, never containing the password."""
-    where = f"IMAP {settings.host}:{settings.port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"{where}: TLS certificate not trusted ({exc.verify_message}); set "
-                "SUPPORTBOT_CA_FILE to its CA bundle, or SUPPORTBOT_TLS_INSECURE=1 to accept it "
-                "unverified")
-    if isinstance(exc, IMAPClientError) and "STARTTLS" in str(exc).upper():
-        return f"{where}: server does not offer STARTTLS; use SUPPORTBOT_IMAP_TLS=ssl or none"
-    return f"{where}: {type(exc).__name__}: {_server_text(exc)}"
 
 
 # -- cursor -------------------------------------------------------------------------------
@@ -303,7 +233,7 @@ class ImapSource:
             if isinstance(exc, IMAPClientAbortError):
                 raise
             raise SourceError(f"IMAP folder {self.settings.folder!r} cannot be opened: "
-                              f"{_server_text(exc)}") from None
+                              f"{server_text(exc)}") from None
         uidnext = info.get(b"UIDNEXT")
         self._selected = FolderState(int(info[b"UIDVALIDITY"]),
                                      int(uidnext) if uidnext is not None else None)
@@ -443,7 +373,7 @@ class ImapSource:
     def _drop(self) -> None:
         client, self._client, self._selected = self._client, None, None
         if client is not None:
-            _close(client)
+            close_quietly(client)
 
     def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
         try:
@@ -508,7 +438,7 @@ class ImapSource:
             client.socket().settimeout(5.0)
             client.logout()
         except Exception:  # noqa: BLE001 - best effort: the socket is closed either way
-            _close(client)
+            close_quietly(client)
 
     def _abort_socket(self) -> None:
         client = self._client
