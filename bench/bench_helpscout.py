@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot.channels.base import OutboxItem
 from bot.channels.helpscout import HelpScoutChannel
 from bot.config import HelpScoutSettings
+from bot.demo.fake_helpscout import FakeHelpScout
 from bot.helpscout import ops
 from bot.helpscout.client import HelpScoutClient
 from bot.sources.helpscout import HelpScoutSource
-from bot.testing.fake_helpscout import FakeHelpScout
 
 
 class Cursors(dict[str, str]):

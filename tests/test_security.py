@@ -29,11 +29,11 @@ import structlog
 
 from bot.cli import main
 from bot.clock import FakeClock
+from bot.demo.fake_helpscout import FakeHelpScout
 from bot.errors import RulesError
 from bot.runtime import open_worker
 from bot.store import Store
 from bot.templates import Templates, sample_context
-from bot.testing.fake_helpscout import FakeHelpScout
 from tests.helpers import REPO, make_mail
 from tests.reliability import process
 from tests.reliability.maildir import deliver_bytes

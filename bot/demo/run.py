@@ -138,7 +138,7 @@ def summarise(store: Store) -> dict[str, Any]:
 
 async def helpscout_story(settings: Settings, directory: Path, out: Printer) -> dict[str, Any]:
     """The same desk in Help Scout: a local fake of the Mailbox API v2, over real HTTP."""
-    from bot.testing.fake_helpscout import FakeHelpScout
+    from bot.demo.fake_helpscout import FakeHelpScout
 
     today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
     clock = FakeClock(today - timedelta(days=today.weekday()))

@@ -31,9 +31,9 @@ from bot.channels.smtp import SmtpChannel
 from bot.channels.webhook import WebhookChannel
 from bot.clock import FakeClock
 from bot.config import SmtpSettings
+from bot.demo.fake_helpscout import FakeHelpScout
 from bot.helpscout import ops
 from bot.helpscout.client import HelpScoutClient
-from bot.testing.fake_helpscout import FakeHelpScout
 from tests.channels.outbox_items import NOW, item
 from tests.helpscout.conftest import hs_settings
 from tests.servers.smtp import SmtpServer

@@ -11,9 +11,9 @@ import pytest
 from bot.channels.base import OutboxItem, SendOutcome
 from bot.channels.helpscout import HelpScoutChannel
 from bot.clock import FakeClock
+from bot.demo.fake_helpscout import FakeHelpScout, Fault
 from bot.helpscout import marker, ops
 from bot.helpscout.client import HelpScoutClient
-from bot.testing.fake_helpscout import FakeHelpScout, Fault
 from tests.helpscout.conftest import hs_settings, run
 
 _ids = count(1)

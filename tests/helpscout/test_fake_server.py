@@ -11,10 +11,10 @@ import pytest
 from bot.channels.base import OutboxItem
 from bot.channels.helpscout import HelpScoutChannel
 from bot.clock import FakeClock
+from bot.demo.fake_helpscout import FakeHelpScout, Fault
 from bot.helpscout import ops
 from bot.helpscout.client import HelpScoutClient
 from bot.sources.helpscout import HelpScoutSource
-from bot.testing.fake_helpscout import FakeHelpScout, Fault
 from tests.helpscout.conftest import MemoryCursors, hs_settings, payload, run
 
 

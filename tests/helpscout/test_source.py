@@ -13,12 +13,12 @@ import pytest
 import respx
 
 from bot.clock import FakeClock
+from bot.demo.fake_helpscout import FakeHelpScout
 from bot.errors import AuthError, SourceError
 from bot.helpscout import marker
 from bot.helpscout.client import HelpScoutClient
 from bot.sources.base import Batch
 from bot.sources.helpscout import HelpScoutSource
-from bot.testing.fake_helpscout import FakeHelpScout
 from tests.helpscout.conftest import BASE, MemoryCursors, hs_settings, payload, run
 
 RATE = {"X-RateLimit-Limit-Minute": "400", "X-RateLimit-Remaining-Minute": "390"}

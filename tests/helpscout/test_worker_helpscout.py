@@ -11,9 +11,9 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.config import Settings
+from bot.demo.fake_helpscout import FakeHelpScout
 from bot.runtime import open_worker
 from bot.store import Store
-from bot.testing.fake_helpscout import FakeHelpScout
 from tests.helpers import REPO
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

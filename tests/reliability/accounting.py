@@ -158,7 +158,7 @@ class HelpScoutCount:
 
 
 def count_helpscout(fake: Any, conversation_ids: Iterable[int]) -> HelpScoutCount:
-    """`fake`: a `bot.testing.fake_helpscout.FakeHelpScout`; no agent writes in these runs,
+    """`fake`: a `bot.demo.fake_helpscout.FakeHelpScout`; no agent writes in these runs,
     so every `message` thread is the bot's reply and every note the bot's note."""
     c = HelpScoutCount()
     for conv in conversation_ids:

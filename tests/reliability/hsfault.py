@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bot.clock import FakeClock
 from bot.config import Settings, load_settings
-from bot.testing.fake_helpscout import FakeHelpScout, Fault
+from bot.demo.fake_helpscout import FakeHelpScout, Fault
 from tests.reliability.accounting import HelpScoutCount, StoreCheck, check_store, count_helpscout
 from tests.reliability.inprocess import Driver, DriveStats, errors_in, logs_to
 from tests.reliability.process import REPO

@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 
 from bot.clock import FakeClock
 from bot.config import Settings, load_settings
-from bot.testing.fake_helpscout import FakeHelpScout
-from bot.testing.faultproxy import FaultProxy, Faults, ProxyStats
+from bot.demo.fake_helpscout import FakeHelpScout
 from tests.reliability.accounting import (
     Delivery,
     HelpScoutCount,
@@ -39,6 +38,7 @@ from tests.reliability.inprocess import Driver, DriveStats, errors_in, logs_to
 from tests.reliability.process import REPO
 from tests.reliability.tickets import Ticket, make_tickets
 from tests.servers.dovecot import DovecotServer, MailUser
+from tests.servers.faultproxy import FaultProxy, Faults, ProxyStats
 from tests.servers.smtp import SmtpServer
 
 Progress = Callable[[str], None]

@@ -1,4 +1,7 @@
-"""A small stateful fake of the Help Scout Mailbox API v2, for tests, benchmarks and the demo.
+"""The demo's fake Help Scout: a small stateful fake of the Mailbox API v2.
+
+`supportbot demo` (bot/demo/run.py) serves it so the bot can be watched end to end without
+an account; it is also a supported test double, used by the tests and benchmarks.
 
 It implements the subset the bot uses, shaped like the documented answers (see
 tests/fixtures/helpscout): the token endpoint, conversations (list with mailbox /
@@ -12,7 +15,7 @@ tokens, merged (301) and deleted (404) conversations, the 100-thread limit (412)
 Serve it for real on loopback (`with fake.serve() as base_url:`), or in-process with
 `fake.transport()` (an `httpx.MockTransport`). Give it the same clock as the client
 when that clock is fake, so token expiry and rate windows agree. The worker never
-imports this module.
+imports this module; only the demo and tests do.
 """
 
 from __future__ import annotations
