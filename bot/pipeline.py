@@ -11,22 +11,27 @@ import json
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from bot.config import Settings
 from bot.errors import MalformedMessage
+from bot.expand import expand
 from bot.lifecycle.followup import Lifecycle
 from bot.mail.addresses import reply_recipient
 from bot.mail.bounce import read_bounce
 from bot.mail.parse import parse_message
 from bot.mail.ticketref import find_ticket_ref
 from bot.model import Decision, Message
-from bot.plan import STATE_AFTER, Planner
+from bot.plan import Planner
 from bot.rules.decide import decide
+from bot.rules.ruleset import RuleSet
 from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
+from bot.templates import Templates
+from bot.tickets import Tickets
+from bot.vocab import Priority, SourceKind, TicketEvent, spec
 
 log = structlog.get_logger(__name__)
 
@@ -55,16 +60,29 @@ def message_summary(msg: Message) -> dict[str, Any]:
     }
 
 
+class RulesInForce(Protocol):
+    """What the pipeline reads the rules from (``RulesHolder``: they change on reload)."""
+
+    @property
+    def current(self) -> tuple[RuleSet, Templates]: ...
+
+
+class Record(Protocol):
+    def __call__(self, status: str, ticket_id: int | None = None,
+                 reason: str | None = None) -> None: ...
+
+
 class Pipeline:
     """Records and decides inbound items; the worker hands it batches."""
 
     def __init__(self, settings: Settings, store: Store, planner: Planner,
-                 lifecycle: Lifecycle, rules: Any) -> None:
+                 lifecycle: Lifecycle, rules: RulesInForce) -> None:
         self.settings = settings
         self.store = store
         self.planner = planner
         self.lifecycle = lifecycle
-        self.rules = rules  # RulesHolder: .current -> (ruleset, templates)
+        self.rules = rules
+        self.tickets = Tickets(store)
 
     # -- batches ------------------------------------------------------------------------
     def ingest_batch(self, source_key: str, batch: Batch, now: datetime) -> list[Outcome]:
@@ -81,7 +99,7 @@ class Pipeline:
                 d = outcome.decision
                 log.info("message processed", ref=outcome.ref, ticket=outcome.ticket_id,
                          outcome=outcome.status, rules=list(d.rules) if d else [],
-                         actions=[a.kind for a in d.actions] if d else [],
+                         actions=[a.kind.value for a in d.actions] if d else [],
                          reason=(d.reason if d else None) or outcome.detail or None)
         return outcomes
 
@@ -91,7 +109,7 @@ class Pipeline:
         try:
             with self.store.transaction():
                 return self._ingest(item, now, initial=initial)
-        except Exception as exc:  # the item is kept raw; the bot carries on
+        except Exception as exc:  # noqa: BLE001 - the item is kept raw; the bot carries on
             error = f"{type(exc).__name__}: {exc}"
             log.error("message quarantined", ref=item.ref, error=error,
                       where=traceback.format_exc(limit=3)[-600:])
@@ -129,7 +147,7 @@ class Pipeline:
                 folder=item.folder, uidvalidity=item.uidvalidity, uid=item.uid,
                 conversation_id=msg.conversation_id, thread_id=msg.thread_id)
 
-        if item.source != "helpscout":
+        if item.source != SourceKind.HELPSCOUT:
             same = self.store.find_same_message(msg.message_id, msg.content_hash)
             if same is not None:
                 record("duplicate", same["ticket_id"], f"same as ledger entry {same['id']}")
@@ -171,7 +189,7 @@ class Pipeline:
         return Outcome(item.ref, "ticket", ticket.id, decision, msg, outbox_ids=ids)
 
     def _find_ticket(self, msg: Message) -> Ticket | None:
-        if msg.source == "helpscout" and msg.conversation_id is not None:
+        if msg.source == SourceKind.HELPSCOUT and msg.conversation_id is not None:
             return self.store.ticket_by_conversation(msg.conversation_id)
         ticket = self.store.ticket_by_thread([*msg.in_reply_to, *reversed(msg.references)])
         if ticket is not None:
@@ -185,7 +203,8 @@ class Pipeline:
         return None
 
     def _open_ticket(self, msg: Message, item: Inbound, now: datetime) -> Ticket:
-        requester = (reply_recipient(msg) if msg.source != "helpscout" else msg.from_addr) or ""
+        requester = (reply_recipient(msg) if msg.source != SourceKind.HELPSCOUT
+                     else msg.from_addr) or ""
         ticket = self.store.create_ticket(
             source=msg.source, requester=requester or msg.from_addr,
             requester_name=msg.from_name, subject=msg.subject, now=now,
@@ -198,48 +217,39 @@ class Pipeline:
         return ticket
 
     def act(self, ticket: Ticket, msg: Message, decision: Decision, trigger: str, now: datetime,
-            ruleset: Any, templates: Any) -> list[int]:
-        """Record the decision on the ticket and plan every action it asks for."""
-        primary = next((a for a in decision.actions if a.kind != "alert"), None)
-        state = STATE_AFTER.get(primary.kind, "acknowledged") if primary else "acknowledged"
-        changes: dict[str, Any] = {
+            ruleset: RuleSet, templates: Templates) -> list[int]:
+        """Record the decision on the ticket and plan every message it sends."""
+        sends = expand(decision, ticket.requester)
+        answer = next((spec(s.kind).event for s in sends if spec(s.kind).event), None)
+        changes: dict[str, object] = {
             "priority": decision.priority, "topic": decision.topic, "tags": tuple(decision.tags),
-            "rules": tuple(decision.rules), "owner": decision.owner, "state": state}
-        self.store.update_ticket(ticket.id, now, **changes)
-        ticket = replace(ticket, updated_at=now, **changes)  # what the row now holds
+            "rules": tuple(decision.rules), "owner": decision.owner}
+        state = self.tickets.apply(ticket, answer or TicketEvent.ACKNOWLEDGED, now, **changes)
+        ticket = replace(ticket, updated_at=now, state=state, priority=decision.priority,
+                         topic=decision.topic, tags=tuple(decision.tags),
+                         rules=tuple(decision.rules), owner=decision.owner)
         trace = "; ".join(f"{s.rule}: {s.reason}" for s in decision.trace if s.matched)
         self.store.log(now, ticket.id, "classified",
                        f"priority={decision.priority} topic={decision.topic} "
                        f"rules={','.join(decision.rules)} ({trace})",
                        rule=decision.rules[0] if decision.rules else None)
         ids: list[int] = []
-        for action in decision.actions:
-            if action.kind == "forward":
-                for target in action.to:
-                    ids += self.planner.plan(
-                        ticket=ticket, kind="forward", to=[target], trigger=trigger, now=now,
-                        ruleset=ruleset, templates=templates, template=action.template,
-                        rule=action.rule, original=msg, owner=target)
-                ids += self.planner.plan(
-                    ticket=ticket, kind="forwarded", to=[ticket.requester], trigger=trigger,
-                    now=now, ruleset=ruleset, templates=templates,
-                    template=action.notice_template, rule=action.rule,
-                    owner=action.to[0] if action.to else None)
-            else:
-                ids += self.planner.plan(
-                    ticket=ticket, kind=action.kind, to=list(action.to), trigger=trigger,
-                    now=now, ruleset=ruleset, templates=templates, template=action.template,
-                    rule=action.rule, original=msg)
+        for send in sends:
+            ids += self.planner.plan(
+                ticket=ticket, kind=send.kind, to=list(send.to), trigger=trigger, now=now,
+                ruleset=ruleset, templates=templates, template=send.template, rule=send.rule,
+                original=msg, owner=send.owner)
         # Help Scout has no priority field; tag only what differs from the norm, since each
         # tag write costs a read and a write against the rate limit.
         tags = list(decision.tags) + ([f"priority-{decision.priority}"]
-                                      if decision.priority not in (None, "normal") else [])
+                                      if decision.priority not in (None, Priority.NORMAL)
+                                      else [])
         self.planner.plan_tags(ticket, tags, trigger, now)
         self.lifecycle.ticket_acted(ticket, decision, now, ruleset)
         return ids
 
     def _agent_thread(self, item: Inbound, msg: Message, ticket: Ticket | None, now: datetime,
-                      record: Any) -> Outcome:
+                      record: Record) -> Outcome:
         """A Help Scout agent wrote: visible update; a pending status starts follow-ups."""
         if ticket is None:
             record("agent", None, "agent thread on a conversation we do not track")

@@ -12,40 +12,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import cast
 
 import structlog
 
 from bot.config import Settings
+from bot.expand import About, context, original_text
+from bot.helpscout import ops
 from bot.mail.compose import ComposeError, compose, make_message_id, ticket_subject
 from bot.model import Message
-from bot.rules.durations import humanise
+from bot.rules.ruleset import RuleSet
 from bot.store import Store, Ticket
-from bot.templates import Templates
+from bot.templates import Rendered, Templates
+from bot.vocab import (
+    ALERT_KINDS,
+    REQUESTER_KINDS,
+    ChannelName,
+    HelpScoutStatus,
+    MessageKind,
+    SourceKind,
+    spec,
+)
 
 log = structlog.get_logger(__name__)
-
-# Which Auto-Submitted value each kind carries (RFC 3834 section 5): a direct answer to
-# the requester's mail is auto-replied; anything the bot starts on its own is auto-generated.
-AUTO_SUBMITTED = {
-    "acknowledge": "auto-replied", "ask_info": "auto-replied", "answer": "auto-replied",
-    "forwarded": "auto-replied",
-}
-# Messages to the requester (capped, threaded under their mail) versus to the team.
-REQUESTER_KINDS = frozenset(
-    {"acknowledge", "ask_info", "answer", "forwarded", "check_in", "closure", "reopened"})
-# The state a ticket enters when this kind of message goes out.
-STATE_AFTER = {"acknowledge": "acknowledged", "forward": "forwarded", "ask_info": "waiting",
-               "answer": "answered", "reopened": "open"}
-ALERT_KINDS = frozenset({"alert", "first_response_overdue", "undeliverable"})
-DEFAULT_TEMPLATES = {
-    "acknowledge": "acknowledge", "ask_info": "ask_info", "answer": "answer",
-    "forward": "forward", "forwarded": "forwarded", "alert": "alert",
-    "check_in": "check_in", "closure": "closure", "reopened": "acknowledge",
-    "assigned_reminder": "assigned_reminder", "first_response_overdue": "first_response_overdue",
-    "relay": "forward", "undeliverable": "alert",
-}
-
 
 @dataclass
 class Team:
@@ -73,49 +62,25 @@ class Planner:
         self.team = Team(frozenset())
 
     # -- template context ---------------------------------------------------------------
-    def context(self, ticket: Ticket, ruleset: Any, *, kind: str, rule: str | None,
+    def context(self, ticket: Ticket, ruleset: RuleSet, *, kind: MessageKind, rule: str | None,
                 owner: str | None = None, original_text: str = "",
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        s = ruleset.settings
-        first = (ticket.requester_name or "").split()
-        owner = owner or ticket.owner
-        ctx: dict[str, Any] = {
-            "name": first[0] if first else "there",
-            "requester": ticket.requester,
-            "requester_name": ticket.requester_name or ticket.requester,
-            "ticket_id": ticket.id,
-            "ticket_ref": f"[#{ticket.id}]",
-            "subject": ticket.subject or "your request",
-            "owner": owner or "",
-            "owner_name": s.owner_name(owner) if owner else "",
-            "topic": ticket.topic or "",
-            "priority": ticket.priority or "normal",
-            "rule": rule or "",
-            "team_name": s.team_name,
-            "signature": s.signature,
-            "original_text": original_text,
-            "check_in_after": humanise(s.check_in_after),
-            "close_after": humanise(s.close_after),
-            "kind": kind,
-        }
-        if extra:
-            ctx.update(extra)
-        return ctx
+                extra: dict[str, object] | None = None) -> dict[str, object]:
+        return context(About.ticket(ticket), ruleset, kind=kind, rule=rule, owner=owner,
+                       original=original_text, extra=extra)
 
     # -- planning -----------------------------------------------------------------------
-    def plan(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str, now: datetime,
-             ruleset: Any, templates: Templates, template: str | None = None,
+    def plan(self, *, ticket: Ticket, kind: MessageKind, to: list[str], trigger: str,
+             now: datetime, ruleset: RuleSet, templates: Templates, template: str | None = None,
              rule: str | None = None, original: Message | None = None,
-             owner: str | None = None, extra: dict[str, Any] | None = None,
-             helpscout_status: str | None = None) -> list[int]:
+             owner: str | None = None, extra: dict[str, object] | None = None,
+             helpscout_status: HelpScoutStatus | None = None) -> list[int]:
         """Plan one logical message; returns the new outbox ids (empty if planned before)."""
-        name = template or DEFAULT_TEMPLATES[kind]
+        name = template or spec(kind).template or kind.value
         ctx = self.context(ticket, ruleset, kind=kind, rule=rule, owner=owner,
-                           original_text=(original.text[:20000] if original else ""),
-                           extra=extra)
+                           original_text=original_text(original), extra=extra)
         rendered = templates.render(name, ctx)
-        if ticket.source == "helpscout" and self.helpscout and (
-                kind in REQUESTER_KINDS or kind == "forward"):
+        if ticket.source == SourceKind.HELPSCOUT and self.helpscout and (
+                kind in REQUESTER_KINDS or kind == MessageKind.FORWARD):
             return self._plan_helpscout(ticket=ticket, kind=kind, to=to, trigger=trigger,
                                         now=now, rendered=rendered, rule=rule, owner=owner,
                                         status=helpscout_status, team_text=ctx)
@@ -129,8 +94,8 @@ class Planner:
                                           rendered, now, rule)
         return ids
 
-    def _plan_mail(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str,
-                   now: datetime, rendered: Any, rule: str | None,
+    def _plan_mail(self, *, ticket: Ticket, kind: MessageKind, to: list[str], trigger: str,
+                   now: datetime, rendered: Rendered, rule: str | None,
                    original: Message | None) -> list[int]:
         key = f"t{ticket.id}:{kind}:{trigger}"
         if self.mail_channel is None:
@@ -146,12 +111,10 @@ class Planner:
             if in_reply_to and in_reply_to not in references:
                 references.append(in_reply_to)
         else:
-            label = {"alert": "Critical", "forward": "Assigned to you", "relay": "New reply",
-                     "assigned_reminder": "Reminder", "first_response_overdue": "Overdue",
-                     "undeliverable": "Undeliverable"}.get(kind, kind)
+            label = spec(kind).label or kind.value
             subject = f"[#{ticket.id}] {label}: {ticket.subject or 'support request'}"
             in_reply_to, references = None, []
-        auto = AUTO_SUBMITTED.get(kind, "auto-generated")
+        auto = spec(kind).auto_submitted
         recipients, suppressed = self._screen(to, to_requester=to_requester, now=now)
         try:
             payload = compose(
@@ -159,8 +122,8 @@ class Planner:
                 subject=subject, text=rendered.text, html=rendered.html,
                 message_id=message_id, date=now, in_reply_to=in_reply_to,
                 references=references, auto_submitted=auto,
-                attach_original=(original.raw if original is not None and kind in
-                                 {"forward", "relay"} else None),
+                attach_original=(original.raw if original is not None
+                                 and spec(kind).attach_original else None),
                 extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
             )
         except ComposeError as exc:  # e.g. no valid address: recorded, never a crash
@@ -185,7 +148,7 @@ class Planner:
                            f"{kind} to {', '.join(recipients)}", rule=rule)
         return [outbox_id]
 
-    def _plan_without_mail(self, ticket: Ticket, kind: str, key: str, rendered: Any,
+    def _plan_without_mail(self, ticket: Ticket, kind: MessageKind, key: str, rendered: Rendered,
                            now: datetime, rule: str | None) -> list[int]:
         """Help Scout-only deployments have no mail: team messages go to the webhook/log."""
         if kind in REQUESTER_KINDS:
@@ -201,37 +164,37 @@ class Planner:
             return []
         return self._plan_webhook(ticket, kind, key, rendered, now, rule)
 
-    def _plan_webhook(self, ticket: Ticket, kind: str, key: str, rendered: Any, now: datetime,
+    def _plan_webhook(self, ticket: Ticket, kind: MessageKind, key: str, rendered: Rendered,
+                      now: datetime,
                       rule: str | None) -> list[int]:
         payload = json.dumps({"text": f"[#{ticket.id}] {ticket.subject}\n\n{rendered.text}",
                               "ticket": ticket.id, "kind": kind}).encode()
         outbox_id = self.store.add_outbox(
-            idem_key=key, ticket_id=ticket.id, kind=kind, channel="webhook",
+            idem_key=key, ticket_id=ticket.id, kind=kind, channel=ChannelName.WEBHOOK,
             message_id=f"webhook:{key}", envelope_from="", recipients=["webhook"],
             payload=payload, now=now, rule=rule)
         if outbox_id:
             self.store.log(now, ticket.id, "planned", f"{kind} to the alert webhook", rule=rule)
         return [outbox_id] if outbox_id else []
 
-    def _plan_helpscout(self, *, ticket: Ticket, kind: str, to: list[str], trigger: str,
-                        now: datetime, rendered: Any, rule: str | None, owner: str | None,
-                        status: str | None, team_text: dict[str, Any]) -> list[int]:
-        from bot.helpscout import ops
-
+    def _plan_helpscout(self, *, ticket: Ticket, kind: MessageKind, to: list[str], trigger: str,
+                        now: datetime, rendered: Rendered, rule: str | None, owner: str | None,
+                        status: HelpScoutStatus | None,
+                        team_text: dict[str, object]) -> list[int]:
         assert ticket.conversation_id is not None
         conv = ticket.conversation_id
-        planned: list[tuple[str, str, bytes, list[str]]] = []  # (suffix, kind, payload, to)
-        if kind == "forward":
+        planned: list[tuple[str, MessageKind, bytes, list[str]]] = []  # suffix, kind, op, to
+        if kind == MessageKind.FORWARD:
             target = owner or (to[0] if to else "")
             if target.isdigit():
-                planned.append(("assign", "assign", ops.assign_op(conv, int(target)), [target]))
+                planned.append(("assign", MessageKind.ASSIGN, ops.assign_op(conv, int(target)),
+                                [target]))
             note = (f"Assigned by supportbot to {team_text['owner_name'] or target} "
                     f"(rule: {rule or 'n/a'}).")
             marker = f"sb:t{ticket.id}:{kind}:{trigger}:note"
-            planned.append(("note", "note", ops.note_op(conv, note, marker), [target]))
+            planned.append(("note", MessageKind.NOTE, ops.note_op(conv, note, marker), [target]))
         else:
-            reply_status = status or ("pending" if kind in {"ask_info", "answer", "check_in"}
-                                      else "closed" if kind == "closure" else "active")
+            reply_status = status or spec(kind).helpscout_status or HelpScoutStatus.ACTIVE
             recipients, suppressed = self._screen(to, to_requester=True, now=now)
             if suppressed and not recipients:
                 self.store.log(now, ticket.id, "suppressed", f"{kind}: " + "; ".join(suppressed),
@@ -239,23 +202,24 @@ class Planner:
                 return []
             marker = f"sb:t{ticket.id}:{kind}:{trigger}"
             planned.append(("reply", kind, ops.reply_op(
-                conv, ticket.customer_id or 0, rendered.text, rendered.html, reply_status,
-                marker), to))
+                conv, ticket.customer_id or 0, rendered.text, rendered.html,
+                cast("ops.ReplyStatus", reply_status.value), marker), to))
         ids: list[int] = []
         for suffix, op_kind, payload, recipients in planned:
             key = f"t{ticket.id}:{kind}:{trigger}:{suffix}"
             outbox_id = self.store.add_outbox(
                 idem_key=key, ticket_id=ticket.id, kind=op_kind if suffix != "reply" else kind,
-                channel="helpscout", message_id=f"helpscout:{key}", envelope_from="",
-                recipients=recipients, payload=payload, now=now, rule=rule)
+                channel=ChannelName.HELPSCOUT, message_id=f"helpscout:{key}",
+                envelope_from="", recipients=recipients, payload=payload, now=now, rule=rule)
             if outbox_id:
                 ids.append(outbox_id)
                 self.store.log(now, ticket.id, "planned",
                                f"Help Scout {suffix} ({kind})", rule=rule)
         return ids
 
-    def plan_team_mail(self, *, key: str, kind: str, to: list[str], subject: str,
-                       template: str, context: dict[str, Any], now: datetime, ruleset: Any,
+    def plan_team_mail(self, *, key: str, kind: MessageKind, to: list[str], subject: str,
+                       template: str, context: dict[str, object], now: datetime,
+                       ruleset: RuleSet,
                        templates: Templates) -> int | None:
         """A message to the team that belongs to no ticket (the scheduled report)."""
         if self.mail_channel is None:
@@ -270,7 +234,7 @@ class Planner:
                           message_id=message_id, date=now, auto_submitted="auto-generated",
                           extra_headers={"X-Supportbot-Kind": kind})
         outbox_id = self.store.add_outbox(
-            idem_key=key, ticket_id=None, kind=kind, channel=self.mail_channel,  # type: ignore[arg-type]
+            idem_key=key, ticket_id=None, kind=kind, channel=self.mail_channel,
             message_id=message_id, envelope_from=self.settings.from_addr, recipients=to,
             payload=payload, now=now)
         if outbox_id:
@@ -279,14 +243,13 @@ class Planner:
 
     def plan_tags(self, ticket: Ticket, tags: list[str], trigger: str, now: datetime) -> None:
         """Help Scout has no priority field: priority and rule tags are merged into its tags."""
-        from bot.helpscout import ops
-
-        if ticket.source != "helpscout" or not self.helpscout or not tags:
+        if ticket.source != SourceKind.HELPSCOUT or not self.helpscout or not tags:
             return
         assert ticket.conversation_id is not None
         key = f"t{ticket.id}:tags:{trigger}"
         self.store.add_outbox(
-            idem_key=key, ticket_id=ticket.id, kind="tags", channel="helpscout",
+            idem_key=key, ticket_id=ticket.id, kind=MessageKind.TAGS,
+            channel=ChannelName.HELPSCOUT,
             message_id=f"helpscout:{key}", envelope_from="", recipients=[],
             payload=ops.tags_op(ticket.conversation_id, sorted(set(tags))), now=now)
 

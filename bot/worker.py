@@ -24,8 +24,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import AuthError, SourceError
 from bot.lifecycle.followup import Lifecycle
-from bot.model import Headers
 from bot.lifecycle.report_schedule import maybe_send_report
+from bot.model import Headers
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner, Team
@@ -244,10 +244,10 @@ class Worker:
         for source in self.sources:
             try:
                 await source.aclose()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one failed close must not skip the others
                 log.warning("source close failed", source=source.name, error=str(exc))
         for channel in self.channels.values():
             try:
                 await channel.aclose()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one failed close must not skip the others
                 log.warning("channel close failed", channel=channel.name, error=str(exc))

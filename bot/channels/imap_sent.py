@@ -125,5 +125,5 @@ class ImapSentFolder:
                 client.logout()
             else:
                 client.shutdown()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - closing a dead connection may fail in any way
             log.debug("Sent folder connection close failed", error=str(exc))

@@ -19,11 +19,11 @@ from typing import Any
 
 from bot.commands._common import setup
 from bot.errors import MalformedMessage
+from bot.expand import Preview, previews
 from bot.mail.addresses import reply_recipient
 from bot.mail.parse import parse_message
 from bot.model import Decision, Message
 from bot.rules.decide import decide
-from bot.rules.preview import Preview, previews
 from bot.rules.reload import load_set
 
 ORDER = 31

@@ -1,9 +1,8 @@
 """The ticket lifecycle: follow-up schedule, one-hour promise, owner reminders, reopening.
 
-State machine (README has the diagram):
-  new -> acknowledged | forwarded | waiting (asked for details) | answered
-  waiting/answered --24 h silent--> check-in --24 h silent--> closure -> closed
-  any requester reply -> open (follow-ups cancelled; a closed ticket is reopened)
+State changes are transitions of ``bot.tickets`` (its docstring draws the machine); this
+module says when they happen and what follows them: which timers start or stop, which
+message goes out.
 
 Timers live in the store and fire idempotently: a timer is marked fired in the same
 transaction that plans its message, and a timer whose ticket moved on is cancelled.
@@ -11,8 +10,9 @@ transaction that plans its message, and a timer whose ticket moved on is cancell
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
@@ -20,51 +20,63 @@ from bot.clock import from_iso
 from bot.model import Decision, Message
 from bot.plan import Planner
 from bot.rules.durations import humanise
+from bot.rules.ruleset import RuleSet
 from bot.store import Store, Ticket
+from bot.templates import Templates
+from bot.tickets import Tickets, awaiting_requester
+from bot.vocab import (
+    FOLLOWUP_TIMERS,
+    REQUESTER_KINDS,
+    HelpScoutStatus,
+    MessageKind,
+    SourceKind,
+    TicketEvent,
+    TicketState,
+    TimerKind,
+)
 
 log = structlog.get_logger(__name__)
-
-FOLLOWUP_KINDS = ("check_in", "close")
-WAITING_STATES = frozenset({"waiting", "answered"})
 
 
 class Lifecycle:
     def __init__(self, store: Store, planner: Planner) -> None:
         self.store = store
         self.planner = planner
+        self.tickets = Tickets(store)
 
     # -- scheduling ---------------------------------------------------------------------
     @staticmethod
-    def due(now: datetime, delta: timedelta, ruleset: Any) -> datetime:
+    def due(now: datetime, delta: timedelta, ruleset: RuleSet) -> datetime:
         """Wall-clock delay, then the next business opening when business hours are set."""
         when = now + delta
-        calendar = getattr(ruleset.settings, "calendar", None)
+        calendar = ruleset.settings.calendar
         return calendar.next_open(when) if calendar is not None else when
 
     def _schedule_followup(self, ticket: Ticket, trigger: str, now: datetime,
-                           ruleset: Any) -> None:
-        self.store.cancel_timers(ticket.id, FOLLOWUP_KINDS, now)
+                           ruleset: RuleSet) -> None:
+        self.store.cancel_timers(ticket.id, FOLLOWUP_TIMERS, now)
         due = self.due(now, ruleset.settings.check_in_after, ruleset)
         self.store.add_timer(key=f"t{ticket.id}:check_in:{trigger}", ticket_id=ticket.id,
-                             kind="check_in", due_at=due, now=now)
+                             kind=TimerKind.CHECK_IN, due_at=due, now=now)
         self.store.log(now, ticket.id, "scheduled", f"check-in due {due.isoformat()}")
 
     def ticket_acted(self, ticket: Ticket, decision: Decision, now: datetime,
-                     ruleset: Any) -> None:
+                     ruleset: RuleSet) -> None:
         s = ruleset.settings
         self.store.add_timer(key=f"t{ticket.id}:first_response", ticket_id=ticket.id,
-                             kind="first_response", due_at=ticket.created_at + s.first_response_after,
-                             now=now)
+                             kind=TimerKind.FIRST_RESPONSE,
+                             due_at=ticket.created_at + s.first_response_after, now=now)
         if decision.followup:
             self._schedule_followup(ticket, "opened", now, ruleset)
         if decision.owner and s.assigned_reminder_after:
             self.store.add_timer(key=f"t{ticket.id}:assigned_reminder:1", ticket_id=ticket.id,
-                                 kind="assigned_reminder", due_at=now + s.assigned_reminder_after,
+                                 kind=TimerKind.ASSIGNED_REMINDER,
+                                 due_at=now + s.assigned_reminder_after,
                                  now=now)
 
     # -- events -------------------------------------------------------------------------
     def requester_replied(self, ticket: Ticket, msg: Message, trigger: str, now: datetime,
-                          ruleset: Any, templates: Any) -> list[int]:
+                          ruleset: RuleSet, templates: Templates) -> list[int]:
         """Any reply from the requester's side cancels follow-ups and reopens the ticket."""
         if self.planner.team.is_team(msg.from_addr):
             self.store.log(now, ticket.id, "team reply", f"from {msg.from_addr}",
@@ -73,68 +85,71 @@ class Lifecycle:
         refs = list(ticket.refs)
         if msg.message_id:
             self.store.add_thread_id(msg.message_id, ticket.id)
-            refs = (refs + [msg.message_id])[-20:]
-        cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_KINDS, now)
+            refs = [*refs, msg.message_id][-20:]
+        cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_TIMERS, now)
         was = ticket.state
-        self.store.update_ticket(ticket.id, now, state="open", last_requester_at=now,
-                                 last_message_id=msg.message_id or ticket.last_message_id,
-                                 refs=refs, closed_at=None)
+        self.tickets.apply(ticket, TicketEvent.REQUESTER_REPLIED, now, last_requester_at=now,
+                           last_message_id=msg.message_id or ticket.last_message_id, refs=refs)
         detail = f"from {msg.from_addr} (was {was})"
         if cancelled:
             detail += f"; {cancelled} follow-up(s) cancelled"
-        self.store.log(now, ticket.id, "reopened" if was == "closed" else "requester replied",
+        self.store.log(now, ticket.id,
+                       "reopened" if was == TicketState.CLOSED else "requester replied",
                        detail, actor=msg.from_addr)
         ticket = self.store.get_ticket(ticket.id) or ticket
         ids: list[int] = []
-        if was == "closed":
-            ids += self.planner.plan(ticket=ticket, kind="reopened", to=[ticket.requester],
+        if was == TicketState.CLOSED:
+            ids += self.planner.plan(ticket=ticket, kind=MessageKind.REOPENED,
+                                     to=[ticket.requester],
                                      trigger=trigger, now=now, ruleset=ruleset,
                                      templates=templates, extra={"reopened": True})
-        if ticket.owner and "@" in ticket.owner and ticket.source != "helpscout":
-            ids += self.planner.plan(ticket=ticket, kind="relay", to=[ticket.owner],
+        if ticket.owner and "@" in ticket.owner and ticket.source != SourceKind.HELPSCOUT:
+            ids += self.planner.plan(ticket=ticket, kind=MessageKind.RELAY, to=[ticket.owner],
                                      trigger=trigger, now=now, ruleset=ruleset,
                                      templates=templates, original=msg, owner=ticket.owner,
                                      extra={"is_reply": True})
         return ids
 
     def agent_replied(self, ticket: Ticket, status: str | None, trigger: str, now: datetime,
-                      ruleset: Any) -> None:
-        """In Help Scout an agent's reply that leaves the conversation pending starts the schedule."""
-        self.store.update_ticket(ticket.id, now, last_visible_update_at=now)
-        if status == "closed":
-            self.store.cancel_timers(ticket.id, (*FOLLOWUP_KINDS, "assigned_reminder"), now)
-            self.store.update_ticket(ticket.id, now, state="closed", closed_at=now)
+                      ruleset: RuleSet) -> None:
+        """A Help Scout agent's reply that leaves the conversation pending starts the schedule."""
+        if status == HelpScoutStatus.CLOSED:
+            self.store.cancel_timers(
+                ticket.id, (*FOLLOWUP_TIMERS, TimerKind.ASSIGNED_REMINDER), now)
+            self.tickets.apply(ticket, TicketEvent.AGENT_CLOSED, now,
+                               last_visible_update_at=now)
             self.store.log(now, ticket.id, "closed", "closed by an agent in Help Scout",
                            actor="agent")
-        elif status == "pending":
-            self.store.update_ticket(ticket.id, now, state="waiting")
+        elif status == HelpScoutStatus.PENDING:
+            self.tickets.apply(ticket, TicketEvent.AGENT_ASKED, now, last_visible_update_at=now)
             self.store.log(now, ticket.id, "agent replied",
                            "waiting on the requester", actor="agent")
             self._schedule_followup(ticket, trigger, now, ruleset)
         else:
+            self.tickets.apply(ticket, TicketEvent.AGENT_REPLIED, now,
+                               last_visible_update_at=now)
             self.store.log(now, ticket.id, "agent replied", f"status {status}", actor="agent")
 
     def recipient_undeliverable(self, ticket: Ticket, address: str, now: datetime,
-                                ruleset: Any, templates: Any) -> None:
-        cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_KINDS, now)
+                                ruleset: RuleSet, templates: Templates) -> None:
+        cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_TIMERS, now)
         self.store.log(now, ticket.id, "undeliverable",
                        f"{address} bounced permanently; {cancelled} follow-up(s) stopped")
         oncall = ruleset.settings.oncall
         if oncall:
-            self.planner.plan(ticket=ticket, kind="undeliverable", to=[oncall],
+            self.planner.plan(ticket=ticket, kind=MessageKind.UNDELIVERABLE, to=[oncall],
                               trigger=f"bounce:{address}", now=now, ruleset=ruleset,
                               templates=templates,
                               extra={"undeliverable": address})
 
     def message_sent(self, ticket_id: int, kind: str, now: datetime) -> None:
         """Called by the outbox: what the requester can see counts for the promises."""
-        from bot.plan import REQUESTER_KINDS
-
         if kind in REQUESTER_KINDS:
             self.store.mark_visible_update(ticket_id, now)
 
     # -- timers -------------------------------------------------------------------------
-    def fire_due(self, now: datetime, ruleset: Any, templates: Any) -> list[tuple[str, int]]:
+    def fire_due(self, now: datetime, ruleset: RuleSet,
+                 templates: Templates) -> list[tuple[str, int]]:
         """Fire every due timer, each in its own transaction; returns (kind, ticket) fired."""
         fired: list[tuple[str, int]] = []
         for timer in self.store.due_timers(now):
@@ -143,66 +158,67 @@ class Lifecycle:
                 if ticket is None:
                     self.store.finish_timer(timer["id"], "cancelled", now, "ticket gone")
                     continue
-                handler = getattr(self, f"_fire_{timer['kind']}")
+                handler = self._handlers[TimerKind(timer["kind"])]
                 did = handler(timer, ticket, now, ruleset, templates)
                 self.store.finish_timer(timer["id"], "fired" if did else "cancelled", now)
                 if did:
                     fired.append((timer["kind"], ticket.id))
         return fired
 
-    def _still_waiting(self, timer: Any, ticket: Ticket) -> bool:
-        if ticket.state not in WAITING_STATES:
+    def _still_waiting(self, timer: sqlite3.Row, ticket: Ticket) -> bool:
+        if not awaiting_requester(ticket.state):
             return False
         return ticket.last_requester_at is None or \
             ticket.last_requester_at <= from_iso(timer["created_at"])
 
-    def _fire_check_in(self, timer: Any, ticket: Ticket, now: datetime, ruleset: Any,
-                       templates: Any) -> bool:
+    def _fire_check_in(self, timer: sqlite3.Row, ticket: Ticket, now: datetime, ruleset: RuleSet,
+                       templates: Templates) -> bool:
         if not self._still_waiting(timer, ticket):
             return False
-        self.planner.plan(ticket=ticket, kind="check_in", to=[ticket.requester],
+        self.planner.plan(ticket=ticket, kind=MessageKind.CHECK_IN, to=[ticket.requester],
                           trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
                           templates=templates)
         due = self.due(now, ruleset.settings.close_after, ruleset)
         self.store.add_timer(key=f"t{ticket.id}:close:{timer['id']}", ticket_id=ticket.id,
-                             kind="close", due_at=due, now=now)
+                             kind=TimerKind.CLOSE, due_at=due, now=now)
         self.store.log(now, ticket.id, "check-in", f"closure due {due.isoformat()}")
         return True
 
-    def _fire_close(self, timer: Any, ticket: Ticket, now: datetime, ruleset: Any,
-                    templates: Any) -> bool:
+    def _fire_close(self, timer: sqlite3.Row, ticket: Ticket, now: datetime, ruleset: RuleSet,
+                    templates: Templates) -> bool:
         if not self._still_waiting(timer, ticket):
             return False
-        self.planner.plan(ticket=ticket, kind="closure", to=[ticket.requester],
+        self.planner.plan(ticket=ticket, kind=MessageKind.CLOSURE, to=[ticket.requester],
                           trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
-                          templates=templates, helpscout_status="closed")
-        self.store.update_ticket(ticket.id, now, state="closed", closed_at=now)
-        self.store.cancel_timers(ticket.id, ("assigned_reminder",), now)
+                          templates=templates)
+        self.tickets.apply(ticket, TicketEvent.CLOSED_SILENT, now)
+        self.store.cancel_timers(ticket.id, (TimerKind.ASSIGNED_REMINDER,), now)
         self.store.log(now, ticket.id, "closed", "no reply after the check-in")
         return True
 
-    def _fire_first_response(self, timer: Any, ticket: Ticket, now: datetime, ruleset: Any,
-                             templates: Any) -> bool:
-        if ticket.first_action_at is not None or ticket.state == "closed":
+    def _fire_first_response(self, timer: sqlite3.Row, ticket: Ticket, now: datetime,
+                             ruleset: RuleSet, templates: Templates) -> bool:
+        if ticket.first_action_at is not None or ticket.state == TicketState.CLOSED:
             return False
         log.error("one-hour promise missed", ticket=ticket.id, subject=ticket.subject)
         self.store.log(now, ticket.id, "promise missed",
                        "no message reached the requester within the first hour")
         oncall = ruleset.settings.oncall
-        self.planner.plan(ticket=ticket, kind="first_response_overdue",
+        self.planner.plan(ticket=ticket, kind=MessageKind.FIRST_RESPONSE_OVERDUE,
                           to=[oncall] if oncall else [], trigger="first_response", now=now,
                           ruleset=ruleset, templates=templates)
         return True
 
-    def _fire_assigned_reminder(self, timer: Any, ticket: Ticket, now: datetime, ruleset: Any,
-                                templates: Any) -> bool:
+    def _fire_assigned_reminder(self, timer: sqlite3.Row, ticket: Ticket, now: datetime,
+                                ruleset: RuleSet, templates: Templates) -> bool:
         after = ruleset.settings.assigned_reminder_after
-        if ticket.state in ("closed",) or not ticket.owner or after is None:
+        if ticket.state == TicketState.CLOSED or not ticket.owner or after is None:
             return False
         last = ticket.last_visible_update_at or ticket.created_at
         number = int(str(timer["key"]).rsplit(":", 1)[1])
         if now - last >= after:
-            self.planner.plan(ticket=ticket, kind="assigned_reminder", to=[ticket.owner],
+            self.planner.plan(ticket=ticket, kind=MessageKind.ASSIGNED_REMINDER,
+                              to=[ticket.owner],
                               trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
                               templates=templates, owner=ticket.owner)
             self.store.log(now, ticket.id, "reminded owner",
@@ -211,6 +227,16 @@ class Lifecycle:
         else:
             next_due = last + after
         self.store.add_timer(key=f"t{ticket.id}:assigned_reminder:{number + 1}",
-                             ticket_id=ticket.id, kind="assigned_reminder", due_at=next_due,
+                             ticket_id=ticket.id, kind=TimerKind.ASSIGNED_REMINDER,
+                             due_at=next_due,
                              now=now)
         return True
+
+    @property
+    def _handlers(self) -> dict[TimerKind, TimerHandler]:
+        return {TimerKind.CHECK_IN: self._fire_check_in, TimerKind.CLOSE: self._fire_close,
+                TimerKind.FIRST_RESPONSE: self._fire_first_response,
+                TimerKind.ASSIGNED_REMINDER: self._fire_assigned_reminder}
+
+
+TimerHandler = Callable[[sqlite3.Row, Ticket, datetime, RuleSet, Templates], bool]

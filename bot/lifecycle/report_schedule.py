@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.plan import Planner
 from bot.reports import build
 from bot.store import Store
+from bot.vocab import MessageKind
 
 
 def period_start(now: datetime, every: timedelta, at: time | None, timezone: str) -> datetime:
@@ -38,7 +39,7 @@ def maybe_send_report(store: Store, planner: Planner, now: datetime, ruleset: An
     data = build(store, days, now)
     with store.transaction():
         store.set_meta(key, now.isoformat())
-        planner.plan_team_mail(key=key, kind="report", to=list(schedule.to),
+        planner.plan_team_mail(key=key, kind=MessageKind.REPORT, to=list(schedule.to),
                                subject=f"Support report: {data['tickets']} ticket(s)",
                                template="report", context={"report": data}, now=now,
                                ruleset=ruleset, templates=templates)
