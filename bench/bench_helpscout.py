@@ -33,6 +33,7 @@ from bot.demo.fake_helpscout import FakeHelpScout
 from bot.helpscout import ops
 from bot.helpscout.client import HelpScoutClient
 from bot.sources.helpscout import HelpScoutSource
+from bot.vocab import HelpScoutStatus
 
 
 class Cursors(dict[str, str]):
@@ -44,7 +45,7 @@ def plan(item_no: int, conversation: int, customer: int, ref: str, forward: bool
     """The operations the planner records for one new ticket."""
     if not forward:
         return [ops.reply_op(conversation, customer, "Hi - thanks for writing in. We're on it.",
-                             None, ops.reply_status("acknowledge"),
+                             None, HelpScoutStatus.ACTIVE,
                              f"sb:t{item_no}:acknowledge:{ref}"),
                 ops.tags_op(conversation, ["priority-normal"])]
     key = f"sb:t{item_no}:forward:{ref}"
@@ -52,7 +53,7 @@ def plan(item_no: int, conversation: int, customer: int, ref: str, forward: bool
             ops.note_op(conversation, "Assigned by supportbot to Desmond (rule: deliverability).",
                         f"{key}:note"),
             ops.reply_op(conversation, customer, "Desmond from our deliverability team has your "
-                         "ticket and will be in touch.", None, ops.reply_status("forwarded"),
+                         "ticket and will be in touch.", None, HelpScoutStatus.ACTIVE,
                          f"{key}:reply"),
             ops.tags_op(conversation, ["priority-critical", "deliverability"])]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
 
 import structlog
 
@@ -203,7 +202,7 @@ class Planner:
             marker = f"sb:t{ticket.id}:{kind}:{trigger}"
             planned.append(("reply", kind, ops.reply_op(
                 conv, ticket.customer_id or 0, rendered.text, rendered.html,
-                cast("ops.ReplyStatus", reply_status.value), marker), to))
+                reply_status, marker), to))
         ids: list[int] = []
         for suffix, op_kind, payload, recipients in planned:
             key = f"t{ticket.id}:{kind}:{trigger}:{suffix}"

@@ -167,5 +167,8 @@ def spec(kind: MessageKind | str) -> KindSpec:
     return KINDS[MessageKind(kind)]
 
 
+# The statuses a reply of ours may leave a Help Scout conversation in (never spam).
+REPLY_STATUSES: frozenset[HelpScoutStatus] = frozenset(
+    s.helpscout_status for s in KINDS.values() if s.helpscout_status is not None)
 REQUESTER_KINDS: frozenset[MessageKind] = frozenset(k for k, s in KINDS.items() if s.to_requester)
 ALERT_KINDS: frozenset[MessageKind] = frozenset(k for k, s in KINDS.items() if s.alert)

@@ -43,11 +43,12 @@ from bot.helpscout.errors import (
     error_from_response,
 )
 from bot.helpscout.ratelimit import RETRY_AFTER, RateLimiter, header_number
+from bot.vocab import HelpScoutStatus
 
 log = structlog.get_logger(__name__)
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-STATUSES = frozenset({"active", "pending", "closed", "spam"})
+STATUSES: frozenset[str] = frozenset(s.value for s in HelpScoutStatus)
 TOKEN_PATH = "/v2/oauth2/token"
 # The request never reached the server: always safe to send again. Any other transport
 # error (a read timeout, a connection cut) leaves a write's outcome unknown.

@@ -11,30 +11,25 @@ thing. What each bot action becomes in Help Scout:
 - priority and rule tags: `tags_op`, merged into the conversation's tags.
 
 Reply status rule: a reply reactivates the conversation unless a status is given, so
-every reply names one (`reply_status`): `pending` while waiting on the requester
-(ask_info, answer, check_in), `closed` for the closure, `active` otherwise.
+every reply names one: the ``helpscout_status`` of its kind's row in ``bot.vocab.KINDS``
+(`pending` while waiting on the requester, `closed` for the closure, `active` otherwise).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from bot.helpscout.text import text_to_html
+from bot.vocab import REPLY_STATUSES, HelpScoutStatus
 
-ReplyStatus = Literal["pending", "closed", "active"]
-REPLY_STATUSES: frozenset[str] = frozenset({"pending", "closed", "active"})
-CONVERSATION_STATUSES: frozenset[str] = frozenset({"active", "pending", "closed", "spam"})
-WAITING_KINDS = frozenset({"ask_info", "answer", "check_in"})
 VERSION = 1
+_STATUSES: frozenset[HelpScoutStatus] = frozenset(HelpScoutStatus)
 
 
-def reply_status(kind: str) -> ReplyStatus:
-    """The conversation status a reply of this kind leaves behind."""
-    if kind in WAITING_KINDS:
-        return "pending"
-    return "closed" if kind == "closure" else "active"
+def _names(statuses: frozenset[HelpScoutStatus]) -> list[str]:
+    return sorted(s.value for s in statuses)
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ class ReplyOp:
     conversation_id: int
     customer_id: int
     body: str
-    status: ReplyStatus
+    status: HelpScoutStatus
     marker: str
     user_id: int | None = None
 
@@ -69,7 +64,7 @@ class TagsOp:
 @dataclass(frozen=True)
 class StatusOp:
     conversation_id: int
-    status: str
+    status: HelpScoutStatus
 
 
 Op = ReplyOp | NoteOp | AssignOp | TagsOp | StatusOp
@@ -98,10 +93,10 @@ def normalise_tags(tags: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def reply_op(conversation_id: int, customer_id: int, text: str, html: str | None,
-             status: ReplyStatus, marker: str, *, user_id: int | None = None) -> bytes:
+             status: HelpScoutStatus, marker: str, *, user_id: int | None = None) -> bytes:
     """A reply thread to the customer. ``customer_id`` 0 means "the conversation's own"."""
     if status not in REPLY_STATUSES:
-        raise ValueError(f"reply status must be one of {sorted(REPLY_STATUSES)}, not {status!r}")
+        raise ValueError(f"reply status must be one of {_names(REPLY_STATUSES)}, not {status!r}")
     body = html if html and html.strip() else text_to_html(text)
     fields: dict[str, Any] = {
         "conversation_id": _positive("conversation_id", conversation_id),
@@ -131,9 +126,9 @@ def tags_op(conversation_id: int, add: list[str]) -> bytes:
                    add=list(tags))
 
 
-def status_op(conversation_id: int, status: str) -> bytes:
-    if status not in CONVERSATION_STATUSES:
-        raise ValueError(f"status must be one of {sorted(CONVERSATION_STATUSES)}, not {status!r}")
+def status_op(conversation_id: int, status: HelpScoutStatus) -> bytes:
+    if status not in _STATUSES:
+        raise ValueError(f"status must be one of {_names(_STATUSES)}, not {status!r}")
     return _encode("status", conversation_id=_positive("conversation_id", conversation_id),
                    status=status)
 
@@ -154,7 +149,8 @@ def parse_op(payload: bytes) -> Op:
             if status not in REPLY_STATUSES:
                 raise ValueError(f"bad reply status {status!r}")
             user = data.get("user_id")
-            return ReplyOp(conv, int(data["customer_id"]), str(data["body"]), status,
+            return ReplyOp(conv, int(data["customer_id"]), str(data["body"]),
+                           HelpScoutStatus(status),
                            str(data["marker"]), int(user) if user is not None else None)
         if kind == "note":
             return NoteOp(conv, str(data["body"]), str(data["marker"]))
@@ -163,9 +159,9 @@ def parse_op(payload: bytes) -> Op:
         if kind == "tags":
             return TagsOp(conv, normalise_tags([str(t) for t in data["add"]]))
         if kind == "status":
-            if data["status"] not in CONVERSATION_STATUSES:
+            if data["status"] not in _STATUSES:
                 raise ValueError(f"bad status {data['status']!r}")
-            return StatusOp(conv, str(data["status"]))
+            return StatusOp(conv, HelpScoutStatus(data["status"]))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"incomplete {data.get('op')!r} operation: {exc}") from exc
     raise ValueError(f"unknown operation {data.get('op')!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -45,7 +45,6 @@ class Batch:
     items: list[Inbound]
     cursor: str | None = None
     initial: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class CursorStore(Protocol):

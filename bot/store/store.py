@@ -22,8 +22,6 @@ from bot.clock import from_iso, to_iso
 from bot.model import TicketView
 from bot.store.db import connect
 
-OutboxStatus = str  # pending | sending | sent | failed | suppressed
-
 
 @dataclass(frozen=True)
 class Ticket:

@@ -14,6 +14,7 @@ from bot.clock import FakeClock
 from bot.demo.fake_helpscout import FakeHelpScout, Fault
 from bot.helpscout import marker, ops
 from bot.helpscout.client import HelpScoutClient
+from bot.vocab import HelpScoutStatus, spec
 from tests.helpscout.conftest import hs_settings, run
 
 _ids = count(1)
@@ -57,7 +58,7 @@ def test_an_acknowledgement_is_one_reply_that_leaves_the_conversation_active(
     conv = fake.add_conversation("Help", "ann@example.com", "<p>My site is down</p>")
     (outcome,) = send(fake, clock, item(ops.reply_op(
         conv, customer_of(fake, conv), "Hi Ann,\nWe're on it.", None,
-        ops.reply_status("acknowledge"), "sb:t1:acknowledge:helpscout:7001:9001")))
+        HelpScoutStatus.ACTIVE, "sb:t1:acknowledge:helpscout:7001:9001")))
     (reply,) = bodies(fake, conv, "message")
     assert outcome == SendOutcome("sent", f"reply thread {reply['id']} (status active)",
                                   str(reply["id"]))
@@ -72,7 +73,8 @@ def test_replies_that_wait_or_close_say_so(kind: str, status: str, fake: FakeHel
                                            clock: FakeClock) -> None:
     conv = fake.add_conversation("Help", "ann@example.com", "<p>?</p>")
     (outcome,) = send(fake, clock, item(ops.reply_op(
-        conv, customer_of(fake, conv), "text", None, ops.reply_status(kind), f"sb:{kind}"), kind))
+        conv, customer_of(fake, conv), "text", None, spec(kind).helpscout_status, f"sb:{kind}"),
+        kind))
     assert outcome.status == "sent"
     assert fake.conversation(conv)["status"] == status
 
@@ -88,7 +90,7 @@ def test_a_forward_assigns_notes_tells_the_requester_and_merges_tags(
         item(ops.note_op(conv, "Assigned by supportbot to Desmond (rule: deliverability).",
                          f"sb:{key}:note"), "note"),
         item(ops.reply_op(conv, customer_of(fake, conv), "Desmond from our deliverability team "
-                          "has your ticket.", None, ops.reply_status("forwarded"),
+                          "has your ticket.", None, HelpScoutStatus.ACTIVE,
                           f"sb:{key}:reply"), "forwarded"),
         item(ops.tags_op(conv, ["priority-critical", "deliverability"]), "tags"))
     assert [o.status for o in outcomes] == ["sent"] * 4

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from bot.helpscout import ops
+from bot.vocab import spec
 
 
 def test_reply_op_is_stable_json_with_html_body_and_explicit_status() -> None:
@@ -29,7 +30,7 @@ def test_the_html_alternative_is_used_when_given() -> None:
     ("acknowledge", "active"), ("forwarded", "active"), ("ask_info", "pending"),
     ("answer", "pending"), ("check_in", "pending"), ("closure", "closed")])
 def test_the_reply_status_rule(kind: str, status: str) -> None:
-    assert ops.reply_status(kind) == status
+    assert spec(kind).helpscout_status == status
 
 
 def test_a_reply_must_name_a_status_and_a_marker() -> None:
