@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.servers.dovecot import DovecotServer, Mailbox, shared_server
 from tests.servers.smtp import SmtpServer, TlsCert, make_self_signed_cert
@@ -14,6 +15,11 @@ from tests.servers.smtp import SmtpServer, TlsCert, make_self_signed_cert
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus"
+
+# No example database: a run never replays another run's failures, so CI's result depends on
+# the code alone (a failure prints its example and `@reproduce_failure` blob to rerun it).
+settings.register_profile("supportbot", database=None)
+settings.load_profile("supportbot")
 
 
 @pytest.fixture(autouse=True)

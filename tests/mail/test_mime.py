@@ -70,7 +70,9 @@ def test_any_display_name_reads_back_and_never_changes_the_address(name: str) ->
     assert address.addr_spec == "ann@customer.example"
     expected = clean(name)
     if len(expected) >= 2 and expected[0] == expected[-1] == '"':
-        expected = re.sub(r"\\(.)", r"\1", expected[1:-1])  # compose unquotes a quoted name
+        # compose unquotes a quoted name, then cleans it like any name: an escaped space
+        # next to a real one leaves two, which clean() folds into one
+        expected = clean(re.sub(r"\\(.)", r"\1", expected[1:-1]))
     if len(mime.encoded_words(expected)) == 1 or not mime._needs_encoding(expected):
         assert address.display_name == expected
     else:
