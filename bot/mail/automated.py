@@ -5,9 +5,14 @@ RFC 3834 (Auto-Submitted), RFC 5230 (what a vacation responder must not answer),
 friends, robot sender names, and bounce / out-of-office subjects in many languages.
 
 Signals are checked strongest first and the first that fires is the reason, so `explain`
-can say exactly why. Only headers and the MIME structure are trusted: a person who pastes
-a bounce into their own mail is a person with a problem, so body text is never matched,
-and subject patterns are anchored to how robots start a subject (never after ``Re:``).
+can say exactly why. Headers and the MIME structure come first: a person who pastes a
+bounce into their own mail is a person with a problem, so body text is matched only for
+messages that have no headers at all (Help Scout threads), and then only how a robot's
+report starts. Subject patterns are anchored to how robots start a subject (never after
+``Re:``). Every instance of a header counts. A header that only *asks* others not to
+auto-reply (``X-Auto-Response-Suppress``) is no evidence: Outlook adds it to people's mail.
+`MailSetup` holds what a deployment says about its own plumbing (a list in front of the
+support address, web forms, a forwarding relay), so those signals stop condemning people.
 The checks run on every inbound message, so they use only precompiled patterns and one
 pass over the headers.
 """
@@ -16,8 +21,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from bot.model import Message
+
+
+@dataclass(frozen=True)
+class MailSetup:
+    """What ``settings.mail`` says about how mail reaches the support address."""
+
+    list_ids: frozenset[str] = frozenset()  # the support address is this list / Google Group
+    form_senders: frozenset[str] = frozenset()  # web forms send from here, the person in Reply-To
+    relay_auto_forwarded: bool = False  # a relay stamps Auto-Submitted: auto-forwarded on all
+
+
+NO_SETUP = MailSetup()
 
 # Our Message-IDs: <sb.{ticket}.{kind}.{random}@{domain}> (see bot.mail.compose).
 _OWN_MSGID = re.compile(r"<sb\.[^.@<>\s]+\.[^.@<>\s]+\.[^@<>\s]+@([^<>@\s]+)>", re.ASCII)
@@ -39,25 +57,52 @@ _MACHINE_HEADERS = (
     "x-autoreply-from",
     "x-mail-autoreply",
     "x-fc-machinegenerated",
-    "x-auto-response-suppress",
     "x-ms-exchange-inbox-rules-loop",
     "x-loop",
 )
+# Challenge-response systems ("please confirm you are human") mark their mail only with
+# their own vendor headers (SpamAssassin's VBounce ruleset lists the same ones).
+_CHALLENGE_HEADERS = (
+    "x-boxtrapper", "x-bluebottle-request", "x-choicemail-registration-request",
+    "x-askversion", "x-spamazoid-md", "spamlion",
+)
+# RFC 8460 SMTP TLS reports carry these header fields.
+_TLS_REPORT_HEADERS = ("tls-report-domain", "tls-report-submitter", "tls-report-submission")
 _LIST_HEADERS = (
     "list-id", "list-unsubscribe", "list-post", "list-help", "list-subscribe",
     "list-owner", "list-archive", "mailing-list", "x-mailing-list", "x-ml-name", "x-mlserver",
 )
 _WANTED = frozenset({
     "auto-submitted", "precedence", "x-precedence", "x-apple-action",
-    *_MACHINE_HEADERS, *_LIST_HEADERS,
+    *_MACHINE_HEADERS, *_LIST_HEADERS, *_CHALLENGE_HEADERS, *_TLS_REPORT_HEADERS,
 })
+# Headers a list in front of the support address adds to every customer's mail.
+_LIST_ADDED = frozenset({*_LIST_HEADERS, "precedence", "x-precedence"})
+_REPORT_ATTACHMENT_TYPES = frozenset({"application/tlsrpt+gzip", "application/tlsrpt+json"})
+# RFC 7489 section 7.2.1.1: receiver!policy-domain!begin!end[!unique-id].xml[.gz|.zip]
+_DMARC_FILENAME = re.compile(
+    r"^[^!\s/]+![^!\s/]+!\d{9,11}!\d{9,11}(?:![^/\s]*)?\.(?:xml(?:\.gz|\.zip)?|gz|zip)$",
+    re.IGNORECASE)
+_DMARC_SUBJECT = re.compile(
+    r"^(?:\[[^\]]{0,40}\]\s*)?report\s+domain\s*:\s*\S+.*?\b(?:submitter|report-id)\s*:",
+    re.IGNORECASE)
+_TMDA_MSGID = re.compile(r"-tmda-confirm>$", re.IGNORECASE)
+_LIST_ID = re.compile(r"<([^<>\s]+)>")
+# How delivery reports and auto-replies open, used only where a message has no headers.
+_ROBOT_OPENING = re.compile(
+    r"(?:this is the mail system at host \S+|this is an automatically generated delivery status"
+    r" notification|this message was created automatically by mail delivery software"
+    r"|this is an aggregate (?:tls )?report from|this is a dmarc aggregate report)",
+    re.IGNORECASE)
 
 # Local parts robots send from; a bare "MAILER-DAEMON" (no domain) counts too.
 _ROBOT_SENDER = re.compile(
     r"(?:mailer-?daemon|mail-?daemon|postmaster|post_master|mdaemon|fetchmail-daemon"
     r"|no[-_.]?reply(?:[-_+.][^@]*)?|do[-_.]?not[-_.]?reply(?:[-_+.][^@]*)?"
     r"|bounces?(?:[-+=.][^@]*)?|[^@]*-bounces?(?:\+[^@]*)?|[^@]*-request|owner-[^@]+"
-    r"|[^@]+-owner|listserv|majordomo|autoresponder|auto-?reply)(?:@|$)",
+    r"|[^@]+-owner|listserv|majordomo|autoresponder|auto-?reply"
+    # the robot word at the end: googlealerts-noreply@, alerts_donotreply@, info.noreply@
+    r"|[^@]*[-_.+](?:no[-_.]?reply|do[-_.]?not[-_.]?reply|auto-?reply|mailer-?daemon))(?:@|$)",
     re.IGNORECASE,
 )
 _ROBOT_NAME = re.compile(
@@ -91,8 +136,7 @@ _BOUNCE_SUBJECT = re.compile(
     r")",
     re.IGNORECASE,
 )
-_OOO_SUBJECT = re.compile(
-    _TAG + r"(?:"
+_OOO_PHRASES = (
     r"(?:automatic|automated|auto)[ -]?(?:reply|response|answer)"
     r"|out of (?:the )?office(?: (?:auto[- ]?)?reply)?"
     r"|away from (?:the |my )?office|vacation (?:reply|response|notice)"
@@ -107,14 +151,46 @@ _OOO_SUBJECT = re.compile(
     r"|automatyczna odpowied[źz]|automatick[áa] odpov[ěe][ďd]"
     r"|автоматический ответ|автоответ|otomatik yan[ıi]t"
     r"|自動応答|自動返信|不在通知|自动回复|自動回覆|자동 회신|부재중"
-    r")(?:\s*[:：(\-–]|\s*$)"
-    # Lotus Notes: "Ann Example is out of the office."
-    r"|\bis (?:currently )?out of (?:the )?office\.?\s*$",
+)
+_OOO_SUBJECT = re.compile(
+    _TAG + r"(?:" + _OOO_PHRASES + r")(?:\s*[:：(\-–]|\s*$)"
+    # Lotus Notes: "Ann Example is out of the office." / "... (returning 12/01/2026)"
+    r"|\bis (?:currently )?out of (?:the )?office(?:\.?\s*$|\s*\(returning\b)"
+    # RFC 3834 section 3.1.5 and Lotus Notes: "Auto: <original subject>", "AUTO: Ann is ..."
+    r"|^auto\s*:\s",
     re.IGNORECASE,
 )
+# The robot's phrase as the bracketed tag itself: "[Auto-Reply] Ticket received",
+# "[AUTO GENERATED] ...", "[Automatische Antwort] ...", "[自动回复] ...".
+_BRACKETED_SUBJECT = re.compile(
+    r"^[\[【(]\s*(?:" + _OOO_PHRASES +
+    r"|auto[- ]?generated(?: message| mail| e-?mail)?|automated (?:message|notification|e-?mail)"
+    r"|automatically generated(?: message| e-?mail)?|auto[- ]?notification"
+    r"|automatische (?:nachricht|benachrichtigung)|message automatique|mensaje autom[áa]tico"
+    r"|messaggio automatico|mensagem autom[áa]tica|自動送信|自动发送|自動通知)\s*[\]】)]",
+    re.IGNORECASE,
+)
+_DELAY_SUBJECT = re.compile(
+    _TAG + r"(?:delivery status notification \(delay\)"
+    r"|(?:message |mail )?delivery (?:is |has been )?delayed"
+    r"|delivery notification: delivery has been delayed|delayed mail\b"
+    r"|warning: (?:delayed|message delayed)|delivery warning report\b"
+    r"|mail delivery (?:warning|delayed)|zustellung verz[öo]gert|remise diff[ée]r[ée]e"
+    r"|entrega retrasada)",
+    re.IGNORECASE,
+)
+# Challenge-response: "Unverified email to ...", "Please confirm your message".
+_CHALLENGE_SUBJECT = re.compile(
+    r"^(?:unverified email to |please confirm your (?:message|e-?mail)\b"
+    r"|(?:spam arrest|boxtrapper|choicemail)\b|sender verification (?:request|required)\b"
+    r"|verification required to deliver\b)",
+    re.IGNORECASE)
 # Feedback loops that send plain mail instead of RFC 5965 reports (Hotmail JMRP, old AOL).
 _COMPLAINT_SUBJECT = re.compile(
-    r"^(?:complaint about message from \d{1,3}(?:\.\d{1,3}){3}|email feedback report for ip\b)",
+    r"^(?:complaint about message from \d{1,3}(?:\.\d{1,3}){3}|email feedback report for ip\b"
+    # SpamCop, AOL's old SCOMP / TOS notices, reports naming the IP they are about
+    r"|\[spamcop \(|client tos notification\b|scomp\b"
+    r"|(?:abuse|spam|fbl) (?:report|complaint) (?:for|about|from) (?:ip )?\d{1,3}(?:\.\d{1,3}){3})",
     re.IGNORECASE)
 _DAEMON = re.compile(r"mailer-?daemon(?:@|$)", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
@@ -132,10 +208,10 @@ def is_own_message_id(mid: str | None, own_domain: str | None) -> bool:
 
 
 def detect_automated(msg: Message, *, own_addresses: frozenset[str] = frozenset(),
-                     own_domain: str | None = None) -> str | None:
+                     own_domain: str | None = None, setup: MailSetup = NO_SETUP) -> str | None:
     """None for a person; otherwise a short reason naming the strongest signal that fired."""
-    return next(automated_signals(msg, own_addresses=own_addresses, own_domain=own_domain),
-                None)
+    return next(automated_signals(msg, own_addresses=own_addresses, own_domain=own_domain,
+                                  setup=setup), None)
 
 
 def is_bounce_subject(subject: str) -> bool:
@@ -143,46 +219,71 @@ def is_bounce_subject(subject: str) -> bool:
     return bool(_BOUNCE_SUBJECT.search(_clean_subject(subject)))
 
 
-def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset(),
-                      own_domain: str | None = None) -> Iterator[str]:
-    """Every signal that says a machine wrote ``msg``, strongest first (lazily)."""
-    if is_own_message_id(msg.message_id, own_domain):
-        yield f"our own Message-ID {msg.message_id}"
-    if msg.from_addr and msg.from_addr in own_addresses:
-        yield f"from our own address {msg.from_addr}"
+def is_robot_sender(address: str) -> bool:
+    """True for a local part robots send from (mailer-daemon@, no-reply@, x-noreply@, ...)."""
+    return bool(address) and _ROBOT_SENDER.match(address) is not None
 
-    headers: dict[str, tuple[str, str]] = {}
+
+def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset(),
+                      own_domain: str | None = None,
+                      setup: MailSetup = NO_SETUP) -> Iterator[str]:
+    """Every signal that says a machine wrote ``msg``, strongest first (lazily)."""
+    headers: dict[str, list[tuple[str, str]]] = {}
     for name, value in msg.headers.items:
         key = name.lower()
-        if key in _WANTED and key not in headers:
-            headers[key] = (name, value)
+        if key in _WANTED:
+            headers.setdefault(key, []).append((name, value))
+    via_list = _support_list(headers, setup)
 
-    if "auto-submitted" in headers:
-        value = headers["auto-submitted"][1].partition(";")[0].strip().lower()
-        if value and value != "no":
-            yield f"Auto-Submitted: {value}"
+    if is_own_message_id(msg.message_id, own_domain):
+        yield f"our own Message-ID {msg.message_id}"
+    if msg.from_addr and msg.from_addr in own_addresses and not (
+            via_list and any(a not in own_addresses for a in msg.reply_to)):
+        # a list in front of the support address rewrites the person's From to its own
+        yield f"from our own address {msg.from_addr}"
+
+    for name, value in headers.get("auto-submitted", ()):
+        token = value.partition(";")[0].strip().lower()
+        if token and token != "no" and not (
+                token == "auto-forwarded" and setup.relay_auto_forwarded):
+            yield f"{name}: {token}"
     reason = _report_structure(msg)
     if reason:
         yield reason
+    for key in _TLS_REPORT_HEADERS:
+        for name, value in headers.get(key, ())[:1]:
+            yield f"SMTP TLS report ({name}: {_short(value)})"
     if msg.return_path == "":
         yield "null Return-Path <>"
     for key in _MACHINE_HEADERS:
-        if key in headers:
-            name, value = headers[key]
+        for name, value in headers.get(key, ())[:1]:
             yield f"{name}: {_short(value)}" if value else f"{name} header"
-    if "x-apple-action" in headers and "vacation" in headers["x-apple-action"][1].lower():
+    for key in _CHALLENGE_HEADERS:
+        for name, _value in headers.get(key, ())[:1]:
+            yield f"challenge-response ({name} header)"
+    if msg.message_id and _TMDA_MSGID.search(msg.message_id):
+        yield f"challenge-response (TMDA Message-ID {msg.message_id})"
+    if any("vacation" in v.lower() for _, v in headers.get("x-apple-action", ())):
         yield "X-Apple-Action: VACATION"
-    for key in ("precedence", "x-precedence"):
-        if key in headers:
-            value = headers[key][1].strip().lower()
-            if value in _PRECEDENCE:
-                yield f"{headers[key][0]}: {value}"
-    for key in _LIST_HEADERS:
-        if key in headers:
-            yield f"{headers[key][0]} header"
+    if not via_list:
+        for key in ("precedence", "x-precedence"):
+            for name, value in headers.get(key, ()):
+                token = value.strip().lower()
+                if token in _PRECEDENCE:
+                    yield f"{name}: {token}"
+                    break
+        for key in _LIST_HEADERS:
+            for name, value in headers.get(key, ())[:1]:
+                yield f"{name}: {list_id(value)}" if key == "list-id" else f"{name} header"
 
-    if msg.from_addr and _ROBOT_SENDER.match(msg.from_addr):
+    form = msg.from_addr in setup.form_senders
+    if form and not msg.reply_to:
+        yield f"web form sender {msg.from_addr} without a Reply-To: nobody to answer"
+    if msg.from_addr and not form and _ROBOT_SENDER.match(msg.from_addr):
         yield f"sender {msg.from_addr}"
+    for address in msg.reply_to[:1] if form else ():
+        if _ROBOT_SENDER.match(address):
+            yield f"Reply-To {address}"
     if msg.return_path and _DAEMON.match(msg.return_path):
         yield f"Return-Path {msg.return_path}"
     if msg.from_name and _ROBOT_NAME.match(msg.from_name.strip()):
@@ -190,16 +291,39 @@ def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset
 
     subject = _clean_subject(msg.subject)
     if subject:
+        if _DMARC_SUBJECT.search(subject):
+            yield f"DMARC aggregate report subject {_short(subject)!r}"
         if _BOUNCE_SUBJECT.search(subject):
             yield f"bounce subject {_short(subject)!r}"
-        if _OOO_SUBJECT.search(subject):
+        if _DELAY_SUBJECT.search(subject):
+            yield f"delayed-delivery subject {_short(subject)!r}"
+        if _OOO_SUBJECT.search(subject) or _BRACKETED_SUBJECT.search(subject):
             yield f"out-of-office subject {_short(subject)!r}"
         if _COMPLAINT_SUBJECT.match(subject):
             yield f"feedback-loop subject {_short(subject)!r}"
+        if _CHALLENGE_SUBJECT.match(subject):
+            yield f"challenge-response subject {_short(subject)!r}"
+    if not msg.headers.items:
+        reason = _headerless_text(msg.text)
+        if reason:
+            yield reason
+
+
+def _support_list(headers: dict[str, list[tuple[str, str]]], setup: MailSetup) -> bool:
+    """True when the mail came through the list that *is* the support address."""
+    if not setup.list_ids:
+        return False
+    return any(list_id(value) in setup.list_ids for _, value in headers.get("list-id", ()))
+
+
+def list_id(value: str) -> str:
+    """The id of a List-Id value: ``Customers <customers.lists.example>`` -> the part in <>."""
+    match = _LIST_ID.search(value)
+    return _short((match.group(1) if match else value).strip().lower(), 120)
 
 
 def _report_structure(msg: Message) -> str | None:
-    """RFC 6522 reports and their machine-readable parts: only software writes these."""
+    """RFC 6522 reports, DMARC and TLS report attachments: only software writes these."""
     if msg.content_type == "multipart/report":
         return f"multipart/report ({msg.report_type})" if msg.report_type else "multipart/report"
     if msg.content_type in _REPORT_TYPES:
@@ -207,7 +331,18 @@ def _report_structure(msg: Message) -> str | None:
     for attachment in msg.attachments:
         if attachment.content_type in _REPORT_TYPES:
             return f"{attachment.content_type} part"
+        if attachment.content_type in _REPORT_ATTACHMENT_TYPES:
+            return f"SMTP TLS report ({attachment.content_type} part)"
+        if attachment.filename and _DMARC_FILENAME.match(attachment.filename.strip()):
+            return f"DMARC aggregate report ({_short(attachment.filename.strip(), 90)})"
     return None
+
+
+def _headerless_text(text: str) -> str | None:
+    """For messages with no headers at all (Help Scout): how a robot's report begins."""
+    opening = _SPACES.sub(" ", text[:400]).strip()
+    match = _ROBOT_OPENING.match(opening)
+    return f"robot's opening line {_short(match.group(0))!r}" if match else None
 
 
 def _clean_subject(subject: str) -> str:

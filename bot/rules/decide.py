@@ -38,7 +38,8 @@ def decide(message: Message, ticket: TicketView | None, now: datetime, ruleset: 
 
 def _decide(message: Message, ticket: TicketView | None, ruleset: RuleSet,
             own_addresses: frozenset[str], own_domain: str | None) -> Decision:
-    machine = detect_automated(message, own_addresses=own_addresses, own_domain=own_domain)
+    machine = detect_automated(message, own_addresses=own_addresses, own_domain=own_domain,
+                               setup=ruleset.settings.mail)
     if machine:
         return Decision(ignored=True, reason=machine,
                         trace=(TraceStep("automated", True, machine),))

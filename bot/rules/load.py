@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import RulesError
+from bot.mail.automated import MailSetup
 from bot.rules import schema
 from bot.rules.calendar import DAY_NAMES, BusinessCalendar
 from bot.rules.durations import parse_time
@@ -188,7 +189,10 @@ def _settings(s: schema.Settings) -> RuleSettings:
         per_recipient_per_day=s.limits.per_recipient_per_day,
         first_response_after=s.first_response.alert_after,
         assigned_reminder_after=s.assigned_reminder_after, report=report,
-        team_addresses=frozenset(team))
+        team_addresses=frozenset(team),
+        mail=MailSetup(list_ids=frozenset(s.mail.list_ids),
+                       form_senders=frozenset(s.mail.form_senders),
+                       relay_auto_forwarded=s.mail.relay_auto_forwarded))
 
 
 def _target(value: str, settings: RuleSettings) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
 
+from bot.mail.automated import NO_SETUP, MailSetup
 from bot.model import Priority
 from bot.rules.calendar import BusinessCalendar
 from bot.rules.match import Matcher
@@ -41,6 +42,7 @@ class RuleSettings:
     assigned_reminder_after: timedelta | None = timedelta(hours=48)
     report: ReportSchedule | None = None
     team_addresses: frozenset[str] = frozenset()  # never capped, never a requester
+    mail: MailSetup = NO_SETUP  # settings.mail: set-ups whose signals are not evidence
 
     def owner_name(self, target: str) -> str:
         """'our billing team' for a target in the owners table, else the target itself."""

@@ -366,6 +366,24 @@ class Report(Strict):
         return _time_zone(value) if value is not None else None
 
 
+class MailSettings(Strict):
+    """How mail reaches the support address, when that makes people look like robots."""
+
+    list_ids: Annotated[list[str], BeforeValidator(_strings)] = []
+    form_senders: Annotated[list[Email], BeforeValidator(_strings)] = []
+    relay_auto_forwarded: bool = False
+
+    @field_validator("list_ids")
+    @classmethod
+    def _list_ids(cls, value: list[str]) -> list[str]:
+        ids = [v.strip().strip("<>").strip().lower() for v in value]
+        bad = [v for v in ids if not v or any(c.isspace() for c in v)]
+        if bad:
+            raise ValueError("a list id is the part of List-Id inside <...>, e.g. "
+                             f"support.example.com (got {bad!r})")
+        return ids
+
+
 class Settings(Strict):
     team: Team = Team()
     oncall: Email | None = None
@@ -376,6 +394,7 @@ class Settings(Strict):
     first_response: FirstResponse = FirstResponse()
     assigned_reminder_after: OptionalDuration = timedelta(hours=48)
     report: Report | None = None
+    mail: MailSettings = MailSettings()
 
     @field_validator("owners", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ EXPECTED = {
     "auto-submitted.eml": "Auto-Submitted: auto-replied",
     "bounces-verp.eml": "sender bounces+12345-abcd=example.com@mail.vendor.example",
     "delivery-status-part.eml": "message/delivery-status part",
-    "list-id.eml": "List-Id header",
+    "list-id.eml": "List-Id: customers.lists.vendor.example",
     "list-request.eml": "sender users-request@lists.example.org",
     "list-unsubscribe.eml": "List-Unsubscribe header",
     "mailer-daemon.eml": "sender mailer-daemon@mx.vendor.example",
@@ -45,7 +45,6 @@ EXPECTED = {
     "subject-risposta-automatica.eml":
         "out-of-office subject 'Risposta automatica: la sua richiesta'",
     "subject-undeliverable.eml": "bounce subject 'Undeliverable: Your request'",
-    "x-auto-response-suppress.eml": "X-Auto-Response-Suppress: All",
     "x-autoreply.eml": "X-Autoreply: yes",
     "x-autorespond.eml": "X-Autorespond: Vacation",
     "x-failed-recipients.eml": "X-Failed-Recipients: gone@example.net",
