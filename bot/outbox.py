@@ -75,6 +75,8 @@ class Outbox:
                 if found:
                     self._mark_sent(row["id"], row["ticket_id"], row["kind"], now,
                                     "found in the Sent folder after a restart")
+                    log.info("sent", **to_item(row).log_fields(),
+                             detail="found in the Sent folder")
                 else:
                     self.store.set_outbox_status(row["id"], "pending", now, next_attempt_at=now)
                     self.store.log(now, row["ticket_id"], "send in doubt",
@@ -144,6 +146,9 @@ class Outbox:
                 self._mark_sent(item.id, item.ticket_id, item.kind, now,
                                 f"to {', '.join(item.recipients)} via {item.channel}"
                                 + (f" ({outcome.detail})" if outcome.detail else ""))
+            log.info("sent", **item.log_fields(), attempts=item.attempts + 1,
+                     **({"detail": outcome.detail} if outcome.detail else {}),
+                     **({"remote_id": outcome.remote_id} if outcome.remote_id else {}))
             report.sent += 1
             report.sent_items.append(item)
             return
@@ -153,8 +158,8 @@ class Outbox:
                 self.store.set_outbox_status(item.id, "failed", now, error=outcome.detail)
                 self.store.log(now, item.ticket_id, "send failed",
                                f"{item.kind} to {', '.join(item.recipients)}: {outcome.detail}")
-                log.error("send failed", ticket=item.ticket_id, kind=item.kind,
-                          to=list(item.recipients), error=outcome.detail, attempts=attempts)
+                log.warning("send failed", **item.log_fields(), error=outcome.detail,
+                            attempts=attempts)
                 report.failed += 1
             else:
                 delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
@@ -162,8 +167,8 @@ class Outbox:
                                              next_attempt_at=now + timedelta(seconds=delay))
                 self.store.log(now, item.ticket_id, "send retry",
                                f"{item.kind}: {outcome.detail}; next try in {delay}s")
-                log.warning("send will be retried", ticket=item.ticket_id, kind=item.kind,
-                            error=outcome.detail, delay=delay)
+                log.warning("send will be retried", **item.log_fields(),
+                            error=outcome.detail, attempts=attempts, delay=delay)
                 report.retry += 1
 
     def _mark_sent(self, outbox_id: int, ticket_id: int | None, kind: str, now: datetime,

@@ -111,8 +111,8 @@ class Pipeline:
                 return self._ingest(item, now, initial=initial)
         except Exception as exc:  # noqa: BLE001 - the item is kept raw; the bot carries on
             error = f"{type(exc).__name__}: {exc}"
-            log.error("message quarantined", ref=item.ref, error=error,
-                      where=traceback.format_exc(limit=3)[-600:])
+            log.warning("message quarantined", ref=item.ref, source=item.source, reason=error,
+                        where=traceback.format_exc(limit=3)[-600:])
             with self.store.transaction():
                 self._quarantine(item, now, error)
             return Outcome(item.ref, "quarantined", detail=error)
@@ -135,6 +135,8 @@ class Pipeline:
                 msg = parse_message(item.raw or b"", source=item.source,
                                     received_at=item.received_at)
             except MalformedMessage as exc:
+                log.warning("message quarantined", ref=item.ref, source=item.source,
+                            reason=f"malformed message: {exc}")
                 self._quarantine(item, now, f"malformed message: {exc}")
                 return Outcome(item.ref, "quarantined", detail=str(exc))
 

@@ -141,7 +141,8 @@ class Planner:
         if suppressed:
             self.store.log(now, ticket.id, "suppressed", f"{kind}: " + "; ".join(suppressed),
                            rule=rule)
-            log.warning("send suppressed", ticket=ticket.id, kind=kind, why=suppressed)
+            log.info("send suppressed", kind=kind, ticket=ticket.id, channel=self.mail_channel,
+                     message_id=message_id, why=suppressed)
         if recipients:
             self.store.log(now, ticket.id, "planned",
                            f"{kind} to {', '.join(recipients)}", rule=rule)
@@ -198,6 +199,8 @@ class Planner:
             if suppressed and not recipients:
                 self.store.log(now, ticket.id, "suppressed", f"{kind}: " + "; ".join(suppressed),
                                rule=rule)
+                log.info("send suppressed", kind=kind, ticket=ticket.id,
+                         channel=ChannelName.HELPSCOUT, why=suppressed)
                 return []
             marker = f"sb:t{ticket.id}:{kind}:{trigger}"
             planned.append(("reply", kind, ops.reply_op(

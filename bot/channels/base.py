@@ -26,6 +26,11 @@ class OutboxItem:
     payload: bytes
     attempts: int = 0
 
+    def log_fields(self) -> dict[str, object]:
+        """What every log line about this message names, so one grep finds its whole story."""
+        return {"kind": self.kind, "ticket": self.ticket_id, "to": list(self.recipients),
+                "channel": self.channel, "message_id": self.message_id}
+
 
 SendStatus = Literal["sent", "retry", "failed"]
 

@@ -67,7 +67,8 @@ class HelpScoutChannel:
         except Exception as exc:  # a bug must not lose the row: the outbox retries it
             log.exception("help scout operation raised", outbox=item.id)
             outcome = SendOutcome("retry", f"{type(exc).__name__}: {exc}")
-        log.info("help scout operation", outbox=item.id, kind=item.kind,
+        # the outbox logs the outcome at info (one line per message); this is the detail
+        log.debug("help scout operation", outbox=item.id, kind=item.kind,
                  conversation=op.conversation_id, status=outcome.status, detail=outcome.detail)
         return outcome
 

@@ -216,14 +216,14 @@ class SmtpChannel:
         problems = [f"{addr}: {_reply_text(r)}" for addr, r in refused.items()]
         problems += [f"{addr!r}: not a valid address" for addr in dropped]
         if problems:
-            log.warning("smtp recipients refused", outbox=item.id, refused=problems)
+            log.warning("smtp recipients refused", **item.log_fields(), refused=problems)
             return SendOutcome("sent", "refused: " + "; ".join(problems), remote_id=reply)
         return SendOutcome("sent", remote_id=reply)
 
     def _log_retry(self, item: OutboxItem, state: RetryCallState) -> None:
         self._waited += state.next_action.sleep if state.next_action else 0.0
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("smtp temporary failure, retrying", outbox=item.id,
+        log.warning("smtp temporary failure, retrying", **item.log_fields(),
                     attempt=state.attempt_number, error=f"{type(exc).__name__}: {exc}")
 
     async def _transaction(self, lane: _Lane, item: OutboxItem, sender: str,

@@ -97,7 +97,7 @@ class SmtpServer:
 
     def __init__(self, *, tls: TlsMode = "none", cert: TlsCert | None = None,
                  auth: tuple[str, str] | None = None, on_message: OnMessage | None = None,
-                 hostname: str = "mx.test") -> None:
+                 hostname: str = "mx.test", port: int = 0) -> None:
         if tls != "none" and cert is None:
             raise ValueError("a TLS server needs a certificate (make_self_signed_cert)")
         self.host = "127.0.0.1"
@@ -113,7 +113,7 @@ class SmtpServer:
         self._cond = threading.Condition()
         self._per_connection: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        kwargs: dict[str, Any] = {"server_hostname": hostname, "hostname": self.host, "port": 0}
+        kwargs: dict[str, Any] = {"server_hostname": hostname, "hostname": self.host, "port": port}
         context = None
         if cert is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
