@@ -22,6 +22,7 @@ from bot.mail.addresses import reply_recipient
 from bot.mail.automated import detect_automated
 from bot.model import Action, Decision, Message, TicketView, TraceStep
 from bot.rules.match import Facts
+from bot.rules.ownwords import describe_reading
 from bot.rules.ruleset import Rule, RuleSet
 from bot.vocab import PRIORITIES, REQUESTER_ACTIONS, ActionKind, MessageKind, Priority, spec
 
@@ -52,6 +53,9 @@ def _decide(message: Message, ticket: TicketView | None, ruleset: RuleSet,
                         topic=ticket.topic, owner=ticket.owner, trace=tuple(trace))
 
     facts = Facts(message)
+    reading = describe_reading(facts.reading, message.attachments)
+    if reading:
+        trace.append(TraceStep("own words", True, reading))
     matched: list[Rule] = []
     stopped_by: str | None = None
     for rule in ruleset.rules:

@@ -14,6 +14,7 @@ from functools import cached_property
 
 from bot.mail.html2text import html_to_text
 from bot.model import Attachment, Message
+from bot.rules.ownwords import UUENCODED, OwnWords, read_own_words
 from bot.rules.prefilter import prefilter
 from bot.rules.schema import AttachmentTest, Condition, CountTest, HeaderTest, Test
 
@@ -49,6 +50,7 @@ class Facts:
 
     def __init__(self, message: Message) -> None:
         self.message = message
+        self._parts: dict[tuple[str, str, bool], str] = {}
 
     @cached_property
     def subject(self) -> str:
@@ -59,13 +61,32 @@ class Facts:
         return self.subject.lower()
 
     @cached_property
-    def body(self) -> str:
+    def full_body(self) -> str:
         """The text part, or the HTML reduced to text; only the first MAX_BODY characters,
         so a hostile 50 MB mail costs what a long ticket costs."""
         text = self.message.text[:MAX_BODY]
         if not text.strip() and self.message.html:
             text = html_to_text(self.message.html[: MAX_BODY * 4])[:MAX_BODY]
         return normalise(text)
+
+    @cached_property
+    def reading(self) -> OwnWords:
+        return read_own_words(self.full_body)
+
+    @cached_property
+    def body(self) -> str:
+        """What body conditions read: the requester's own words and any bounce they pasted."""
+        return self.reading.text
+
+    def part(self, label: str, part: str, case_sensitive: bool) -> str:
+        """``body`` or ``text`` limited to one part: "own" words alone, or the "aside" text."""
+        key = (label, part, case_sensitive)
+        cached = self._parts.get(key)
+        if cached is None:
+            body = self.reading.own if part == "own" else self.reading.set_aside_text
+            text = f"{self.subject}\n{body}" if label == "text" else body
+            cached = self._parts[key] = text if case_sensitive else text.lower()
+        return cached
 
     @cached_property
     def body_lc(self) -> str:
@@ -210,17 +231,36 @@ class StringTest:
 
 
 class TextMatcher(Matcher):
-    """subject / body / text: one string, lower-cased once per message."""
+    """subject / body / text: one string, lower-cased once per message. Body text is the
+    requester's own words (`bot.rules.ownwords`); the reason says where a hit was, and a
+    miss says when only text they did not write would have matched."""
 
     def __init__(self, label: str, test: Test) -> None:
         self.label = label
         self.op = StringTest(test)
+        self.case_sensitive = test.case_sensitive
         self.attr = label if test.case_sensitive else f"{label}_lc"
         self.miss = f"{label} {self.op.miss}"
 
     def test(self, facts: Facts) -> Result:
         hit = self.op.check(getattr(facts, self.attr))
-        return (True, f"{self.label} {hit}") if hit else (False, self.miss)
+        if self.label == "subject":
+            return (True, f"subject {hit}") if hit else (False, self.miss)
+        reading = facts.reading
+        if hit:
+            where = "the requester's own words"
+            if reading.pasted and not self.op.check(facts.part(self.label, "own",
+                                                               self.case_sensitive)):
+                where = "a bounce the requester pasted or forwarded"
+            return True, f"{self.label} {hit} (in {where})"
+        if reading.set_aside:
+            aside = self.op.check(facts.part(self.label, "aside", self.case_sensitive))
+            if aside:
+                kinds = ", ".join(dict.fromkeys(UUENCODED if k.startswith(UUENCODED) else k
+                                                for k, _ in reading.set_aside))
+                return False, (f"{self.miss} in the requester's own words (it {aside} only "
+                               f"in text they did not write: {kinds})")
+        return False, self.miss
 
 
 class ValuesMatcher(Matcher):
