@@ -8,7 +8,8 @@ bottom, is the whole life of a ticket:
   new -> acknowledged | forwarded | waiting (asked for details) | answered
   waiting/answered --24 h silent--> check-in --24 h silent--> closed
   any requester reply -> open (a closed ticket is reopened)
-  Help Scout: an agent's pending reply -> waiting; an agent's close -> closed
+  Help Scout: an agent's pending reply -> waiting; an agent's close -> closed;
+  a ticket whose conversation was merged into another ticket's -> closed (one ticket)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ TRANSITIONS: dict[E, dict[S, S]] = {
     E.AGENT_ASKED: dict.fromkeys(_ALL, S.WAITING),
     E.AGENT_CLOSED: dict.fromkeys(_ALL, S.CLOSED),
     E.CLOSED_SILENT: {S.WAITING: S.CLOSED, S.ANSWERED: S.CLOSED},
+    E.MERGED: dict.fromkeys(_ALL, S.CLOSED),
 }
 
 # The states in which the ticket waits on the requester: only these get check-ins.

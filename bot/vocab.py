@@ -65,6 +65,7 @@ class TicketEvent(StrEnum):
     AGENT_ASKED = "agent asked"  # an agent's reply leaves it pending on the requester
     AGENT_CLOSED = "agent closed"
     CLOSED_SILENT = "closed after silence"  # the closure after an unanswered check-in
+    MERGED = "merged"  # Help Scout: its conversation was merged into another ticket's
 
 
 class TimerKind(StrEnum):
@@ -89,6 +90,14 @@ class HelpScoutStatus(StrEnum):
     PENDING = "pending"
     CLOSED = "closed"
     SPAM = "spam"
+
+
+class LineItem(StrEnum):
+    """The Help Scout line items (`lineitem` threads) the bot acts on: people's changes."""
+
+    STATUS = "changed-ticket-status"
+    ASSIGNEE = "changed-ticket-assignee"
+    MERGED = "merged"
 
 
 class MessageKind(StrEnum):

@@ -7,10 +7,12 @@ It implements the subset the bot uses, shaped like the documented answers (see
 tests/fixtures/helpscout): the token endpoint, conversations (list with mailbox /
 status / modifiedSince / sortField / sortOrder / page / embed=threads, get, threads,
 reply, notes, PATCH /assignTo and /status, PUT tags) and users. It enforces the
-per-window budget (writes cost 2) with Help Scout's headers and 429 body, counts
-requests, units and 429s per endpoint, and can inject faults: error statuses, 429
-storms, delays, connections cut (before or after the write took effect), expired
-tokens, merged (301) and deleted (404) conversations, the 100-thread limit (412).
+per-plan budget over a sliding window (writes cost 2) with Help Scout's headers and 429
+body, counts requests, units and 429s per endpoint, and can inject faults: error
+statuses, 429 storms, delays, connections cut (before or after the write took effect),
+expired tokens, merged (301 for 60 days, then 404) and deleted (404) conversations, the
+100-thread limit (412). The people in the account act on it too: agents reply, change a
+status or assign without a reply (a `lineitem` thread, as Help Scout records it), merge.
 
 Serve it for real on loopback (`with fake.serve() as base_url:`), or in-process with
 `fake.transport()` (an `httpx.MockTransport`). Give it the same clock as the client
@@ -26,11 +28,11 @@ import re
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -45,6 +47,9 @@ STATUSES = ("active", "pending", "closed", "spam")
 SORT_FIELDS = ("createdAt", "customerEmail", "customerName", "mailboxid", "modifiedAt",
                "number", "score", "status", "subject")
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Requests per minute by plan (Help Scout's documentation); the Free plan has no API.
+PLAN_LIMITS = {"standard": 200, "plus": 400, "pro": 800}
+MERGE_REDIRECT_DAYS = 60  # a merged conversation answers 301 this long, then 404
 DEFAULT_USERS = (
     {"id": 11, "firstName": "Ana", "lastName": "Ruiz", "email": "ana@support.example"},
     {"id": 12, "firstName": "Desmond", "lastName": "Reid", "email": "desmond@support.example"},
@@ -113,6 +118,7 @@ class _Conversation:
     tags: list[str] = field(default_factory=list)
     threads: list[dict[str, Any]] = field(default_factory=list)
     merged_into: int | None = None
+    merged_at: datetime | None = None
     deleted: bool = False
 
 
@@ -126,13 +132,16 @@ class _Error(Exception):
 
 
 class FakeHelpScout:
-    def __init__(self, *, mailbox_id: int = 42, limit: int = 400, window_seconds: float = 60.0,
+    def __init__(self, *, mailbox_id: int = 42, limit: int | None = None, plan: str = "plus",
+                 window_seconds: float = 60.0,
                  clock: Clock | None = None, app_id: str = "fake-app-id",
                  app_secret: str = "fake-app-secret", token_ttl: int = 172800,
                  page_size: int = 25, thread_page_size: int = 50, max_threads: int = 100,
                  owner_user_id: int = 99) -> None:
         self.mailbox_id = mailbox_id
-        self.limit = limit
+        if plan not in PLAN_LIMITS:
+            raise ValueError(f"plan must be one of {sorted(PLAN_LIMITS)} (Free has no API)")
+        self.limit = limit if limit is not None else PLAN_LIMITS[plan]
         self.window_seconds = window_seconds
         self.clock = clock or SystemClock()
         self.app_id = app_id
@@ -150,7 +159,7 @@ class FakeHelpScout:
         self._conversations: dict[int, _Conversation] = {}
         self._customers: dict[str, dict[str, Any]] = {}
         self._tokens: dict[str, datetime] = {}
-        self._windows: Counter[int] = Counter()
+        self._spent: deque[tuple[float, int]] = deque()  # (when, units): the sliding window
         self._next_conversation = 7001
         self._next_number = 1201
         self._next_thread = 9001
@@ -170,11 +179,16 @@ class FakeHelpScout:
             self._next_customer += 1
         return self._customers[email]
 
-    def _thread(self, conv: _Conversation, kind: str, body: str, by: dict[str, Any], *,
-                status: str, at: datetime, source: dict[str, str],
-                action: str | None = None) -> int:
+    def _take_thread_id(self) -> int:
         thread_id = self._next_thread
         self._next_thread += 1
+        return thread_id
+
+    def _thread(self, conv: _Conversation, kind: str, body: str, by: dict[str, Any], *,
+                status: str, at: datetime, source: dict[str, str],
+                action: str | None = None,
+                action_type: str = "changed-ticket-status") -> int:
+        thread_id = self._take_thread_id()
         thread: dict[str, Any] = {
             "id": thread_id, "type": kind, "status": status, "state": "published",
             "source": source, "createdBy": by, "createdAt": at,
@@ -182,7 +196,7 @@ class FakeHelpScout:
             "to": [conv.customer["email"]] if kind == "message" else ["support@example.com"],
             "cc": [], "bcc": []}
         if action is not None:
-            thread["action"] = {"type": "changed-ticket-status", "text": action,
+            thread["action"] = {"type": action_type, "text": action,
                                 "associatedEntities": {}}
         else:
             thread["body"] = body
@@ -230,14 +244,57 @@ class FakeHelpScout:
                                 status=status, at=(at or self._now()).astimezone(UTC),
                                 source={"type": "web", "via": "user"})
 
-    def merge(self, conversation_id: int, into: int) -> None:
-        """Merge ``conversation_id`` into ``into``: its threads move, its id answers 301."""
+    def set_status(self, conversation_id: int, status: str, *, user_id: int = 11,
+                   at: datetime | None = None) -> int:
+        """An agent closes, reopens or marks spam without replying: a `lineitem` thread."""
+        with self._lock:
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}")
+            conv = self._live(conversation_id)
+            conv.status = status
+            person = self._user_person(user_id)
+            return self._thread(conv, "lineitem", "", person, status=status,
+                                at=(at or self._now()).astimezone(UTC),
+                                source={"type": "web", "via": "user"},
+                                action=f"{person['first']} marked as {status.title()}")
+
+    def assign_by_agent(self, conversation_id: int, assignee: int, *, user_id: int = 11,
+                        at: datetime | None = None) -> int:
+        """An agent takes the conversation (or hands it on) in the web app."""
+        with self._lock:
+            conv = self._live(conversation_id)
+            conv.assignee = assignee
+            person = self._user_person(user_id)
+            target = self._user_person(assignee)["first"]
+            return self._thread(conv, "lineitem", "", person, status=conv.status,
+                                at=(at or self._now()).astimezone(UTC),
+                                source={"type": "web", "via": "user"},
+                                action=f"{person['first']} assigned to {target}",
+                                action_type="changed-ticket-assignee")
+
+    def merge(self, conversation_id: int, into: int, *, user_id: int = 11,
+              renumber_threads: bool = False) -> None:
+        """Merge ``conversation_id`` into ``into``: its threads move, its id answers 301
+        (for MERGE_REDIRECT_DAYS, then 404), and the survivor records a `merged` line item.
+
+        ``renumber_threads``: the moved threads get new ids (the bot must then recognise
+        them by content and creation time)."""
         with self._lock:
             old, new = self._live(conversation_id), self._live(into)
-            new.threads.extend(old.threads)
+            moved = old.threads
+            if renumber_threads:
+                moved = [{**t, "id": self._take_thread_id()} for t in moved]
+            new.threads.extend(moved)
+            now = self._now()
+            person = self._user_person(user_id)
+            self._thread(new, "lineitem", "", person, status=new.status, at=now,
+                         source={"type": "web", "via": "user"},
+                         action=f"{person['first']} merged #{old.number} into this conversation",
+                         action_type="merged")
             new.threads.sort(key=lambda t: (t["createdAt"], t["id"]))
-            new.modified_at = self._now()
+            new.modified_at = now
             old.merged_into = into
+            old.merged_at = now
             old.threads = []
 
     def delete(self, conversation_id: int) -> None:
@@ -406,6 +463,9 @@ class FakeHelpScout:
     def _get(self, conversation_id: int, query: dict[str, str]) -> _Answer:
         conv = self._conversations.get(conversation_id)
         if conv is not None and conv.merged_into is not None and not conv.deleted:
+            assert conv.merged_at is not None
+            if self._now() - conv.merged_at > timedelta(days=MERGE_REDIRECT_DAYS):
+                raise _Error(404, "Resource not found")
             target = self.resolve(conv.merged_into)
             return _Answer(301, None, {"Location": f"{self.base_url}/v2/conversations/{target}"})
         return _Answer(200, self._render(self._live(conversation_id),
@@ -458,16 +518,18 @@ class FakeHelpScout:
             if value not in STATUSES:
                 raise _Error(400, "Bad request", [("value", "Invalid status", value)])
             conv.status = value
-            text = f"Marked as {value}"
+            text, kind = f"Marked as {value}", "changed-ticket-status"
         elif path == "/assignTo":
             if not isinstance(value, int) or self._user(value) is None:
                 raise _Error(400, "Bad request", [("value", "Unknown user", value)])
             conv.assignee = value
             text = f"Assigned to {self._user_person(value)['first']}"
+            kind = "changed-ticket-assignee"
         else:
             raise _Error(400, "Bad request", [("path", "Unsupported path", path)])
         self._thread(conv, "lineitem", "", self._user_person(user), status=conv.status,
-                     at=self._now(), source={"type": "api", "via": "user"}, action=text)
+                     at=self._now(), source={"type": "api", "via": "user"}, action=text,
+                     action_type=kind)
         return _Answer(204)
 
     def _put_tags(self, conversation_id: int, data: Any) -> _Answer:
@@ -531,14 +593,24 @@ class FakeHelpScout:
                 return fault
         return None
 
-    def _rate_headers(self, now: float) -> dict[str, str]:
-        used = self._windows[int(now // self.window_seconds)]
-        return {"X-RateLimit-Limit-Minute": str(self.limit),
-                "X-RateLimit-Remaining-Minute": str(max(self.limit - used, 0))}
+    def _used(self, now: float) -> int:
+        """Units spent in the window ending now (a sliding window, as Help Scout counts)."""
+        while self._spent and self._spent[0][0] <= now - self.window_seconds:
+            self._spent.popleft()
+        return sum(units for _, units in self._spent)
 
-    def _retry_after(self, now: float) -> str:
-        end = (int(now // self.window_seconds) + 1) * self.window_seconds
-        return str(max(1, math.ceil(end - now)))
+    def _rate_headers(self, now: float) -> dict[str, str]:
+        return {"X-RateLimit-Limit-Minute": str(self.limit),
+                "X-RateLimit-Remaining-Minute": str(max(self.limit - self._used(now), 0))}
+
+    def _retry_after(self, now: float, cost: int) -> str:
+        """Seconds until enough of the oldest spending leaves the window for ``cost``."""
+        room = self.limit - self._used(now)
+        for when, units in self._spent:
+            room += units
+            if room >= cost:
+                return str(max(1, math.ceil(when + self.window_seconds - now)))
+        return str(max(1, math.ceil(self.window_seconds)))
 
     def dispatch(self, method: str, url: str, headers: dict[str, str], body: bytes) -> _Answer:
         """Answer one request: auth, budget, faults, then the API itself."""
@@ -565,13 +637,12 @@ class FakeHelpScout:
                                      "message": "The access token is invalid or expired"})
             now = now_dt.timestamp()
             cost = 2 if method in WRITES else 1
-            window = int(now // self.window_seconds)
             fault = self._take_fault(method, path)
             if fault is not None and fault.kind == "rate_limit":
                 return self._throttled(endpoint, now, str(max(1, math.ceil(fault.seconds))))
-            if self._windows[window] + cost > self.limit:
-                return self._throttled(endpoint, now, self._retry_after(now))
-            self._windows[window] += cost
+            if self._used(now) + cost > self.limit:
+                return self._throttled(endpoint, now, self._retry_after(now, cost))
+            self._spent.append((now, cost))
             self.stats.units += cost
             self.stats.units_by_endpoint[endpoint] += cost
             if fault is not None and not fault.after_commit and fault.kind in ("status", "cut"):

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from bot.model import Message, SourceKind
+from bot.vocab import LineItem
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,12 @@ class Inbound:
     folder: str | None = None
     uidvalidity: int | None = None
     uid: int | None = None
-    # Help Scout: who wrote the thread ("customer", "agent" or "self" = the bot) and the
-    # conversation's status after it ("active", "pending", "closed").
+    # Help Scout: who wrote the thread ("customer", "agent" or "self" = the bot), the
+    # conversation's status the thread left ("active", "pending", "closed", "spam"), and for
+    # a line item (a change without a message: closed, assigned) which change it records.
     author: Literal["customer", "agent", "self"] = "customer"
     status: str | None = None
+    change: LineItem | None = None
 
 
 @dataclass(frozen=True)
