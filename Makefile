@@ -18,7 +18,9 @@ install-test: install
 	@if [ -n "$$CI" ]; then bash scripts/install-test-deps.sh; \
 	else bash scripts/install-test-deps.sh || echo "make: Dovecot missing: its tests will skip"; fi
 
+# Also makes the embedded default's inbox, so README's "drop an .eml into var/inbox/new/" works.
 demo: install
+	@mkdir -p var/inbox/new var/inbox/cur var/inbox/tmp
 	$(BIN)/supportbot demo
 
 test: install-test lint

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -71,3 +73,19 @@ def configure(fmt: str = "auto", level: str = "info", secrets: Iterable[str] = (
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+@contextmanager
+def to_file(path: Path, level: str = "info") -> Iterator[None]:
+    """JSON lines to ``path`` for a while, then the previous set-up again (the demo's story
+    owns the terminal; its worker's log, on the real clock, is kept beside it)."""
+    saved = structlog.get_config()
+    with path.open("a", encoding="utf-8") as stream:
+        structlog.configure(
+            processors=[*saved["processors"][:-1], structlog.processors.JSONRenderer()],
+            wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+            logger_factory=structlog.PrintLoggerFactory(file=stream))
+        try:
+            yield
+        finally:
+            structlog.configure(**saved)

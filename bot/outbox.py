@@ -143,8 +143,9 @@ class Outbox:
                 except Exception as exc:  # noqa: BLE001 - the copy is a convenience; it was sent
                     log.warning("could not append to the Sent folder", error=str(exc))
             with self.store.transaction():
+                to = f"to {', '.join(item.recipients)} " if item.recipients else ""
                 self._mark_sent(item.id, item.ticket_id, item.kind, now,
-                                f"to {', '.join(item.recipients)} via {item.channel}"
+                                f"{to}via {item.channel}"
                                 + (f" ({outcome.detail})" if outcome.detail else ""))
             log.info("sent", **item.log_fields(), attempts=item.attempts + 1,
                      **({"detail": outcome.detail} if outcome.detail else {}),

@@ -39,22 +39,6 @@ def test_parser_knows_every_subcommand() -> None:
     assert set(actions[0].choices) >= SUBCOMMANDS  # type: ignore[arg-type]
 
 
-def test_demo_names_each_tickets_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
-    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert "Outcome per ticket" in out
-    assert "dana@whitfieldhomes.example" in out and "priority=critical" in out
-    assert "first action=forward" in out and "first action=ask_info" in out
-    assert "ignored: tom@bakerhomes.example" in out
-    assert "check_in" in out or "check-in" in out
-    assert "closed" in out
-    assert list((tmp_path / "demo" / "outbox" / "new").iterdir())
-    assert "Part two: the same desk working inside Help Scout" in out
-    assert "'help': status closed" in out and "priority-critical" in out
-
-
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
     env.update({

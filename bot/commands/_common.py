@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from bot import log
@@ -21,3 +25,25 @@ def setup(args: argparse.Namespace, *, check_runtime: bool = True, **overrides: 
 
 def open_store(settings: Settings) -> Store:
     return Store(settings.state_path)
+
+
+def invoked_as() -> str:
+    """How the user called us, to quote in hints: ``supportbot`` only when it is on PATH.
+
+    Right after ``make demo`` the command lives in ``.venv/bin`` and the venv is not
+    active, so a bare ``supportbot`` in a hint would be "command not found".
+    """
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "supportbot":
+        found = shutil.which("supportbot")
+        if found is not None and Path(found).resolve() == argv0.resolve():
+            return "supportbot"
+        return _relative(argv0)
+    return f"{_relative(Path(sys.executable))} -m bot"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(Path(os.path.abspath(path)).relative_to(Path.cwd()))  # keep venv links
+    except ValueError:
+        return str(path)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bot.commands._common import setup
+from bot.commands._common import invoked_as, setup
 
 ORDER = 5
 
@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     from bot.demo.run import run_demo
 
     settings = setup(args, check_runtime=False)
-    asyncio.run(run_demo(settings, args.dir.resolve()))
+    asyncio.run(run_demo(settings, args.dir.resolve(), command=invoked_as()))
     return 0

@@ -12,20 +12,25 @@ import asyncio
 import mailbox
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.clock import FakeClock
 from bot.config import Settings
+from bot.demo.narrate import Delivery, Narrator, Printer, cut, maildir_deliveries, wrap
+from bot.log import to_file
+from bot.mail.html2text import html_to_text
 from bot.runtime import open_worker
 from bot.store import Store
 from bot.worker import Worker
 
-MAIL = Path(__file__).parent / "mail"
+if TYPE_CHECKING:
+    from bot.demo.fake_helpscout import FakeHelpScout
 
-Printer = Callable[[str], None]
+MAIL = Path(__file__).parent / "mail"
 
 
 def deliver(inbox: Path, raw: bytes, when: datetime) -> None:
@@ -37,30 +42,47 @@ def deliver(inbox: Path, raw: bytes, when: datetime) -> None:
     os.utime(path, (ts, ts))
 
 
-class Timeline:
-    """Prints the activity log as it grows, grouped under the simulated time."""
+@dataclass(frozen=True)
+class Step:
+    """One scene of the story: the clock moves on, mail arrives, the worker runs a cycle.
 
-    def __init__(self, store: Store, out: Printer) -> None:
-        self.store = store
-        self.out = out
-        self.seen = 0
+    Adding a scene is adding a row to a story below; the narrator prints what it caused.
+    """
 
-    def show(self, heading: str) -> None:
-        self.out("")
-        self.out(f"== {heading}")
-        rows = self.store.activity(limit=100000)
-        for row in rows[self.seen:]:
-            ticket = f"#{row['ticket_id']}" if row["ticket_id"] else "  -"
-            classified = row["rule"] and row["action"] == "classified"
-            rule = f"  [rule: {row['rule']}]" if classified else ""
-            self.out(f"   {row['at'][11:16]}  {ticket:>4}  {row['action']:<18} "
-                     f"{row['detail']}{rule}")
-        self.seen = len(rows)
+    after: timedelta  # how long after the previous scene
+    heading: str  # what the reader should watch for
+    mail: tuple[str, ...] = ()  # files under bot/demo/mail/ that arrive just before
+    then: Callable[[], None] | None = None  # anything else that happens first
 
 
-async def _step(worker: Worker, clock: FakeClock, timeline: Timeline, heading: str) -> None:
-    await worker.cycle()
-    timeline.show(f"{clock.now():%a %d %b %H:%M} UTC - {heading}")
+MAIL_STORY: tuple[Step, ...] = (
+    Step(timedelta(0), "the bot reads the inbox and answers"),
+    Step(timedelta(hours=23), "23 h later: Priya replies with details (her follow-ups are "
+         "cancelled)", mail=("later/4-reply.eml",)),
+    Step(timedelta(hours=1, minutes=1), "24 h after asking: Chris has not replied, so a kind "
+         "check-in goes out"),
+    Step(timedelta(hours=24), "another day of silence: the closure, and owners whose tickets "
+         "saw no update for 48 h get a reminder"),
+)
+
+HELPSCOUT_STORY: tuple[Step, ...] = (
+    Step(timedelta(0), "the bot reads new conversations and answers"),
+    Step(timedelta(hours=24, minutes=1), "24 h later: a check-in in the silent conversation"),
+    Step(timedelta(hours=24, minutes=1), "another day: closure, conversation closed"),
+)
+
+
+async def play(story: Iterable[Step], worker: Worker, clock: FakeClock, narrator: Narrator,
+               inbox: Path | None = None) -> None:
+    for step in story:
+        clock.advance(step.after)
+        for name in step.mail:
+            assert inbox is not None, "a mail scene needs an inbox"
+            deliver(inbox, (MAIL / name).read_bytes(), clock.now())
+        if step.then is not None:
+            step.then()
+        await worker.cycle()
+        narrator.step(clock.now(), step.heading)
 
 
 def _empty_directory(directory: Path) -> None:
@@ -69,53 +91,70 @@ def _empty_directory(directory: Path) -> None:
     directory.mkdir(parents=True)
 
 
-async def run_demo(settings: Settings, directory: Path, out: Printer = print) -> dict[str, Any]:
+def _monday_morning() -> datetime:
+    today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=today.weekday())
+
+
+async def run_demo(settings: Settings, directory: Path, out: Printer = print, *,
+                   command: str = "supportbot") -> dict[str, Any]:
     """Run the story in ``directory`` (wiped first); returns a summary for tests."""
     await asyncio.to_thread(_empty_directory, directory)
+    with to_file(directory / "worker.log", settings.log_level):
+        return await _run(settings, directory, out, command)
+
+
+async def _run(settings: Settings, directory: Path, out: Printer,
+               command: str) -> dict[str, Any]:
     inbox, outbox = directory / "inbox", directory / "outbox"
     settings = settings.with_(
         state_path=directory / "supportbot.db", maildir_path=inbox, outbox_maildir_path=outbox,
         imap=None, smtp=None, helpscout=None, alert_webhook_url=None, dry_run=False,
         backfill_hours=24.0)
-    today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=today.weekday())  # a Monday morning
+    start = _monday_morning()
     clock = FakeClock(start)
-    out(f"supportbot demo: a Monday at the support desk, in {directory}")
-    out("Six emails arrive: a deliverability emergency, a billing question, two tickets too "
-        "vague to act on, a question for the team, and an out-of-office auto-reply.")
+    for line in [*wrap(f"supportbot demo: a Monday at the support desk, in {directory}", ""),
+                 *wrap("The clock is simulated: two days pass in seconds. The worker's own "
+                       f"log (real clock) is in {directory / 'worker.log'}.", ""),
+                 "",
+                 *wrap("Six emails arrive: a deliverability emergency, a billing question, two "
+                       "tickets too vague to act on, a question for the team, and an "
+                       "out-of-office auto-reply.", "")]:
+        out(line)
     for i, path in enumerate(sorted(MAIL.glob("*.eml"))):
         deliver(inbox, path.read_bytes(), start - timedelta(minutes=10 - i))
 
     async with open_worker(settings, clock=clock) as worker:
-        timeline = Timeline(worker.store, out)
-        await _step(worker, clock, timeline, "the bot reads the inbox and answers")
-        clock.advance(timedelta(hours=23))
-        deliver(inbox, (MAIL / "later" / "4-reply.eml").read_bytes(), clock.now())
-        await _step(worker, clock, timeline,
-                    "23 h later: Priya replies with details (her follow-ups are cancelled)")
-        clock.advance(timedelta(hours=1, minutes=1))
-        await _step(worker, clock, timeline,
-                    "24 h after asking: Chris has not replied, so a kind check-in goes out")
-        clock.advance(timedelta(hours=24))
-        await _step(worker, clock, timeline,
-                    "another day of silence: the closure, and owners whose tickets saw no "
-                    "update for 48 h get a reminder")
+        narrator = Narrator(worker.store, maildir_deliveries(outbox), out)
+        await play(MAIL_STORY, worker, clock, narrator, inbox)
         summary = summarise(worker.store)
 
     out("")
     out("== Outcome per ticket")
     for t in summary["tickets"]:
-        out(f"   #{t['id']:<3} {t['requester']:<34} {t['subject'][:34]!r:<37} "
-            f"priority={t['priority'] or '-':<8} first action={t['first_action'] or '-':<12} "
-            f"now {t['state']}")
+        out(cut(f"   #{t['id']:<3} {t['requester']:<30} {t['priority'] or '-':<9} "
+                f"first {t['first_action'] or '-':<12} now {t['state']}"))
     for ignored in summary["ignored"]:
-        out(f"   ignored: {ignored['from']} {ignored['subject']!r}: {ignored['reason']}")
+        for line in wrap(f"ignored: {ignored['from']} {ignored['subject']!r}: "
+                         f"{ignored['reason']}", "   ", "     "):
+            out(line)
     summary["helpscout"] = await helpscout_story(settings, directory, out)
+    state = directory / "supportbot.db"
     out("")
-    out(f"The mail the bot wrote is in {outbox}/new ({summary['sent']} messages); "
-        f"its state is {directory / 'supportbot.db'}.")
-    out(f"Try: SUPPORTBOT_STATE={directory / 'supportbot.db'} supportbot log 3")
+    for line in [*wrap(f"The mail the bot wrote is in {outbox}/new ({summary['sent']} messages); "
+                       f"its state is {state}.", ""),
+                 "Try:", f"   export SUPPORTBOT_STATE={_here(state)}",
+                 f"   {command} log 3", f"   {command} status"]:
+        out(line)
     return summary
+
+
+def _here(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def summarise(store: Store) -> dict[str, Any]:
@@ -138,14 +177,16 @@ def summarise(store: Store) -> dict[str, Any]:
 
 async def helpscout_story(settings: Settings, directory: Path, out: Printer) -> dict[str, Any]:
     """The same desk in Help Scout: a local fake of the Mailbox API v2, over real HTTP."""
+    from bot.config import HelpScoutSettings
     from bot.demo.fake_helpscout import FakeHelpScout
 
-    today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
-    clock = FakeClock(today - timedelta(days=today.weekday()))
+    clock = FakeClock(_monday_morning())
     fake = FakeHelpScout(clock=clock)
     out("")
-    out("Part two: the same desk working inside Help Scout (a local fake of the Mailbox API v2, "
-        "over HTTP). Replies, notes and tags are written in the conversations themselves.")
+    for line in wrap("Part two: the same desk working inside Help Scout (a local fake of the "
+                     "Mailbox API v2, over HTTP). Replies, notes and tags are written in the "
+                     "conversations themselves.", ""):
+        out(line)
     urgent = fake.add_conversation(
         "Campaign emails bouncing", "sam@harbourhomes.example",
         "Our Tuesday newsletter bounced for half the list with 550 5.7.1 errors.",
@@ -153,26 +194,46 @@ async def helpscout_story(settings: Settings, directory: Path, out: Printer) -> 
     vague = fake.add_conversation("help", "lee@northside.example", "help pls",
                                   customer_name="Lee Park")
     with fake.serve() as url:
-        from bot.config import HelpScoutSettings
-
         hs_settings = settings.with_(
             state_path=directory / "helpscout.db", maildir_path=None, outbox_maildir_path=None,
             helpscout=HelpScoutSettings(app_id=fake.app_id, app_secret=fake.app_secret,
                                         mailbox_id=fake.mailbox_id, base_url=url))
         async with open_worker(hs_settings, clock=clock) as worker:
-            timeline = Timeline(worker.store, out)
-            await _step(worker, clock, timeline, "the bot reads new conversations and answers")
-            clock.advance(timedelta(hours=24, minutes=1))
-            await _step(worker, clock, timeline,
-                        "24 h later: a check-in in the silent conversation")
-            clock.advance(timedelta(hours=24, minutes=1))
-            await _step(worker, clock, timeline, "another day: closure, conversation closed")
+            narrator = Narrator(worker.store, helpscout_deliveries(fake, worker.store), out)
+            await play(HELPSCOUT_STORY, worker, clock, narrator)
+    out("")
     result = {}
     for conv in (urgent, vague):
         c = fake.conversation(conv)
         threads = [t["type"] for t in fake.threads(conv)]
         tags = sorted(t["tag"] if isinstance(t, dict) else str(t) for t in c.get("tags", []))
-        out(f"   Help Scout #{c['number']} {c['subject']!r}: status {c['status']}, "
-            f"threads {threads}, tags {tags}")
+        for line in wrap(f"Help Scout #{c['number']} {c['subject']!r} from "
+                         f"{c['primaryCustomer']['email']}: status {c['status']}, "
+                         f"threads {', '.join(threads)}; tags {', '.join(tags) or 'none'}",
+                         "   ", "     "):
+            out(line)
         result[c["number"]] = {"status": c["status"], "threads": threads, "tags": tags}
     return result
+
+
+def helpscout_deliveries(fake: FakeHelpScout, store: Store) -> Callable[[], list[Delivery]]:
+    """Threads the bot wrote in Help Scout since the last call: replies and notes."""
+    seen: set[int] = set()
+
+    def new() -> list[Delivery]:
+        result = []
+        for conv in fake.conversation_ids():
+            number = fake.conversation(conv)["number"]
+            ticket = store.ticket_by_conversation(conv)
+            for thread in fake.threads(conv):
+                if thread["id"] in seen or thread["type"] not in {"message", "note"}:
+                    continue
+                seen.add(thread["id"])
+                where = f"in Help Scout #{number}"
+                headline = (f"agents see a note {where}" if thread["type"] == "note" else
+                            f"{', '.join(thread.get('to') or [])} receives a reply {where} "
+                            f"(status {thread.get('status')})")
+                result.append(Delivery(ticket.id if ticket else None, headline,
+                                       html_to_text(str(thread.get("body") or ""))))
+        return result
+    return new
