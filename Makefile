@@ -13,10 +13,10 @@ $(BIN)/supportbot: pyproject.toml constraints.txt
 
 install: $(BIN)/supportbot
 
-# In CI a missing Dovecot is fatal; on a laptop without root the Dovecot tests skip instead.
+# In CI a missing Dovecot or PostgreSQL is fatal; on a laptop without root their tests skip.
 install-test: install
 	@if [ -n "$$CI" ]; then bash scripts/install-test-deps.sh; \
-	else bash scripts/install-test-deps.sh || echo "make: Dovecot missing: its tests will skip"; fi
+	else bash scripts/install-test-deps.sh || echo "make: Dovecot or PostgreSQL missing: their tests will skip"; fi
 
 # Also makes the embedded default's inbox, so README's "drop an .eml into var/inbox/new/" works.
 demo: install

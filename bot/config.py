@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal, TypeVar, overload
+from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
 
@@ -84,6 +85,14 @@ class Settings:
     alert_webhook_url: str | None = field(default=None, repr=False)
     metrics_port: int | None = None
     health_max_age_seconds: float = 300.0
+    # a postgresql:// URL (SUPPORTBOT_STATE, else DATABASE_URL); None: the SQLite state_path
+    state_url: str | None = field(default=None, repr=False)
+    lease_seconds: float = 30.0
+
+    @property
+    def state(self) -> Path | str:
+        """Where the store lives: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.state_url or self.state_path
 
     @property
     def from_header(self) -> str:
@@ -286,8 +295,12 @@ def load_settings(
     log_level = e.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
     poll = e.number("POLL_SECONDS", 30.0, minimum=0.05)
 
+    state_url = _state_url(e)
     return Settings(
-        state_path=e.path("STATE", "var/supportbot.db"),
+        state_path=e.path("STATE", "var/supportbot.db") if state_url is None
+        else e.cwd / "var/supportbot.db",
+        state_url=state_url,
+        lease_seconds=e.number("LEASE_SECONDS", 30.0, minimum=1.0),
         rules_path=e.path("RULES", "rules.yaml"),
         templates_path=e.path("TEMPLATES", "templates"),
         from_addr=from_addr.lower(),
@@ -310,6 +323,27 @@ def load_settings(
     )
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _state_url(e: _Env) -> str | None:
+    """SUPPORTBOT_STATE as a PostgreSQL URL, or the platform's DATABASE_URL when it is unset."""
+    state = e.raw("STATE")
+    if state is None:
+        name, value = "DATABASE_URL", (e.env.get("DATABASE_URL") or "").strip()
+        if not value:
+            return None
+    elif "://" not in state:
+        return None  # a path
+    else:
+        name, value = f"{PREFIX}STATE", state
+    if not value.startswith(POSTGRES_SCHEMES):
+        scheme = value.partition("://")[0]
+        raise ConfigError(f"{name} must be a SQLite file path or a postgresql:// URL, "
+                          f"not a {scheme}:// URL")
+    return value
+
+
 def secret_values(settings: Settings) -> list[str]:
     """The configured secrets, so the log processor can redact them wherever they appear."""
     values = [
@@ -318,5 +352,15 @@ def secret_values(settings: Settings) -> list[str]:
         settings.helpscout.app_secret if settings.helpscout else None,
         settings.helpscout.webhook_secret if settings.helpscout else None,
         settings.alert_webhook_url,
+        _url_password(settings.state_url),
     ]
     return [v for v in values if v and len(v) >= 4]
+
+
+def _url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

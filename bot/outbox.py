@@ -2,8 +2,8 @@
 
 Protocol per row: `pending` -> `sending` (committed before the attempt) -> `sent` |
 `failed` | back to `pending` with a backoff. A crash leaves a row in `sending`: its outcome
-is unknown. On start-up such rows are checked (the IMAP Sent folder, where configured;
-the Help Scout channel reads the conversation's threads itself) and otherwise sent again
+is unknown. Once its worker's lease has run out, such a row is checked (the IMAP Sent folder,
+where configured; the Help Scout channel reads the conversation's threads itself) and sent again
 with the *same* bytes and Message-ID, which receivers collapse: we prefer a rare
 duplicate with one Message-ID over a lost message.
 """
@@ -11,17 +11,16 @@ duplicate with one Message-ID over a lost message.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from bot.channels.base import Channel, OutboxItem, SendOutcome
-from bot.store import Store
+from bot.store import OutboxRow, Store
 
 log = structlog.get_logger(__name__)
 
@@ -42,48 +41,52 @@ class FlushReport:
     sent_items: list[OutboxItem] = field(default_factory=list)
 
 
-def to_item(row: Any) -> OutboxItem:
+def to_item(row: OutboxRow) -> OutboxItem:
     return OutboxItem(
-        id=row["id"], idem_key=row["idem_key"], channel=row["channel"], kind=row["kind"],
-        ticket_id=row["ticket_id"], message_id=row["message_id"],
-        envelope_from=row["envelope_from"], recipients=tuple(json.loads(row["recipients"])),
-        payload=bytes(row["payload"]), attempts=row["attempts"])
+        id=row.id, idem_key=row.idem_key, channel=row.channel, kind=row.kind,
+        ticket_id=row.ticket_id, message_id=row.message_id, envelope_from=row.envelope_from,
+        recipients=row.recipients, payload=row.payload, attempts=row.attempts)
 
 
 class Outbox:
     def __init__(self, store: Store, channels: dict[str, Channel], *,
                  on_sent: Callable[[int, str, datetime], None] | None = None,
-                 sent_folder: SentFolder | None = None, batch_size: int = 100) -> None:
+                 sent_folder: SentFolder | None = None, batch_size: int = 100,
+                 holder: str = "worker") -> None:
         self.store = store
         self.channels = channels
         self.on_sent = on_sent
         self.sent_folder = sent_folder
         self.batch_size = batch_size
+        self.holder = holder  # the worker whose claims these are (bot.leases)
         self._warned_unconfigured = False
 
     async def recover(self, now: datetime) -> int:
-        """Resolve rows a crash left in `sending`; returns how many were in doubt."""
-        rows = self.store.in_doubt_outbox()
+        """Resolve rows a crash left in `sending`; returns how many were in doubt.
+
+        Only rows whose worker is gone (no live lease): another worker's rows in flight are
+        its own business."""
+        rows = self.store.claim_in_doubt(now, self.holder)
         for row in rows:
             found = False
-            if self.sent_folder is not None and row["channel"] == "smtp":
+            if self.sent_folder is not None and row.channel == "smtp":
                 try:
-                    found = await self.sent_folder.contains_async(row["message_id"])
+                    found = await self.sent_folder.contains_async(row.message_id)
                 except Exception as exc:  # noqa: BLE001 - the check is best effort; resending is safe
                     log.warning("sent folder check failed", error=str(exc))
             with self.store.transaction():
                 if found:
-                    self._mark_sent(row["id"], row["ticket_id"], row["kind"], now,
+                    self._mark_sent(row.id, row.ticket_id, row.kind, now,
                                     "found in the Sent folder after a restart")
                     log.info("sent", **to_item(row).log_fields(),
                              detail="found in the Sent folder")
                 else:
-                    self.store.set_outbox_status(row["id"], "pending", now, next_attempt_at=now)
-                    self.store.log(now, row["ticket_id"], "send in doubt",
-                                   f"{row['kind']} {row['message_id']}: outcome unknown after a "
+                    self.store.set_outbox_status(row.id, "pending", now, next_attempt_at=now)
+                    self.store.log(now, row.ticket_id, "send in doubt",
+                                   f"{row.kind} {row.message_id}: outcome unknown after a "
                                    "restart; sending again with the same Message-ID")
-            log.warning("outbox row in doubt after restart", outbox=row["id"],
-                        message_id=row["message_id"], resolved="found" if found else "resend")
+            log.warning("outbox row in doubt after restart", outbox=row.id,
+                        message_id=row.message_id, resolved="found" if found else "resend")
         return len(rows)
 
     async def flush(self, now: datetime, *, stop: asyncio.Event | None = None) -> FlushReport:
@@ -92,14 +95,15 @@ class Outbox:
         while not (stop and stop.is_set()):
             # Only rows a configured channel can send: rows for any other channel stay
             # pending, and must not fill the batch and hide every sendable row behind them.
-            rows = self.store.due_outbox(now, self.channels.keys(), limit=self.batch_size)
+            # Claimed rows are `sending`, committed before any attempt; another worker on
+            # the same database skips them.
+            rows = self.store.claim_outbox(now, self.channels.keys(), self.holder,
+                                           limit=self.batch_size)
             if not rows:
                 break
             by_channel: dict[str, list[OutboxItem]] = defaultdict(list)
-            with self.store.transaction():
-                for row in rows:
-                    self.store.set_outbox_status(row["id"], "sending", now, bump_attempts=True)
-                    by_channel[row["channel"]].append(to_item(row))
+            for row in rows:
+                by_channel[row.channel].append(to_item(row))
             for name, items in by_channel.items():
                 await self._send(self.channels[name], items, now, report)
         return report

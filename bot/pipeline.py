@@ -7,7 +7,6 @@ without costing its neighbours. Nothing here sends: the outbox does, afterwards.
 
 from __future__ import annotations
 
-import json
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -152,8 +151,8 @@ class Pipeline:
         if item.source != SourceKind.HELPSCOUT:
             same = self.store.find_same_message(msg.message_id, msg.content_hash)
             if same is not None:
-                record("duplicate", same["ticket_id"], f"same as ledger entry {same['id']}")
-                return Outcome(item.ref, "duplicate", same["ticket_id"], message=msg)
+                record("duplicate", same.ticket_id, f"same as ledger entry {same.id}")
+                return Outcome(item.ref, "duplicate", same.ticket_id, message=msg)
 
         if item.author == "self":
             record("own", None, "our own Help Scout thread")
@@ -270,13 +269,13 @@ class Pipeline:
             return
         ruleset, templates = self.rules.current
         for row in ours:
-            sent_to = _json_list(row["recipients"])
+            sent_to = [a.lower() for a in row.recipients]
             # free-text bounces are read best effort: only an address we wrote to counts
             named = [a for a in bounce.recipients if a.lower() in sent_to]
             for address in named or sent_to:
                 if not self.store.mark_undeliverable(address, bounce.status or "bounced", now):
                     continue
-                ticket = self.store.get_ticket(row["ticket_id"])
+                ticket = None if row.ticket_id is None else self.store.get_ticket(row.ticket_id)
                 if ticket is None:
                     continue
                 self.lifecycle.recipient_undeliverable(ticket, address, now, ruleset, templates)
@@ -285,7 +284,3 @@ class Pipeline:
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
-
-def _json_list(text: str) -> list[str]:
-    value = json.loads(text or "[]")
-    return [str(v) for v in value] if isinstance(value, list) else []

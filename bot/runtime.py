@@ -19,6 +19,7 @@ from bot.channels.base import Channel
 from bot.channels.dryrun import DryRunChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.outbox import SentFolder
 from bot.rules.reload import RulesHolder
 from bot.sources.base import Source
@@ -105,8 +106,12 @@ async def open_worker(settings: Settings, *, clock: Clock | None = None) -> Asyn
     """A ready worker for `settings` (dry-run: on a copy of the store, printing channels)."""
     clock = clock or SystemClock()
     rules = RulesHolder(settings.rules_path, settings.templates_path)
+    if settings.dry_run and settings.state_url:
+        raise ConfigError("--dry-run works on a private copy of a SQLite state; with a "
+                          "PostgreSQL state, point SUPPORTBOT_STATE at a copy of the database "
+                          "instead")
     state_path = dry_run_copy(settings.state_path) if settings.dry_run else settings.state_path
-    store = Store(state_path)
+    store = Store(state_path if settings.dry_run else settings.state)
     parts = build_parts(settings, store, clock)
     channels = parts.channels
     if settings.dry_run:

@@ -23,6 +23,7 @@ from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import AuthError, SourceError
+from bot.leases import Leases
 from bot.lifecycle.followup import Lifecycle
 from bot.lifecycle.report_schedule import maybe_send_report
 from bot.model import Headers
@@ -31,7 +32,7 @@ from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner, Team
 from bot.sources.base import Batch, Inbound, Source
 from bot.store import Store
-from bot.store.store import unpack_raw
+from bot.store.database import Dialect
 
 log = structlog.get_logger(__name__)
 
@@ -96,12 +97,13 @@ class Worker:
                                alert_webhook="webhook" in channels)
         self.lifecycle = Lifecycle(store, self.planner)
         self.pipeline = Pipeline(settings, store, self.planner, self.lifecycle, rules)
+        self.leases = Leases(store, clock, settings.lease_seconds)
         self.outbox = Outbox(store, channels, on_sent=self.lifecycle.message_sent,
-                             sent_folder=sent_folder)
+                             sent_folder=sent_folder, holder=self.leases.holder)
+        self._lease_keeper: asyncio.Task[None] | None = None
         self.stop_event = asyncio.Event()
         self._reload_requested = False
         self._paused_until: dict[str, datetime] = {}
-        self._recovered = False
         self._apply_rules()
 
     # -- rules --------------------------------------------------------------------------
@@ -127,9 +129,9 @@ class Worker:
     async def cycle(self) -> CycleReport:
         """One complete pass: drain every source, fire due timers, send everything due."""
         report = CycleReport()
-        if not self._recovered:
-            await self.outbox.recover(self.clock.now())
-            self._recovered = True
+        self._keep_leases()
+        # every cycle: another worker on the same database may have died with rows in flight
+        await self.outbox.recover(self.clock.now())
         self._maybe_reload()
         self._retry_quarantined(report)
         for source in self.sources:
@@ -151,7 +153,29 @@ class Worker:
             self.rules.last_reload_ok)
         return report
 
+    def _keep_leases(self) -> None:
+        """The first cycle announces this worker; a task then renews its leases meanwhile
+        (a long backlog or a long wait must not let them run out)."""
+        if self._lease_keeper is not None:
+            return
+        self.leases.start(sole_worker=self.store.dialect == Dialect.SQLITE)
+        self._lease_keeper = asyncio.create_task(self._renew_leases())
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.leases.renew_every)
+            try:
+                self.leases.renew()
+            except Exception as exc:  # noqa: BLE001 - a failed renewal is retried; the lease outlives it
+                log.warning("lease renewal failed", error=str(exc))
+
+    @staticmethod
+    def _lease_name(source: Source) -> str:
+        return f"source:{source.cursor_key}"
+
     async def _drain(self, source: Source, report: CycleReport) -> None:
+        if not self.leases.hold(self._lease_name(source)):
+            return  # another worker reads this source now
         paused = self._paused_until.get(source.name)
         if paused and self.clock.now() < paused:
             report.source_errors[source.name] = "paused after an authentication failure"
@@ -175,11 +199,10 @@ class Worker:
     def _retry_quarantined(self, report: CycleReport) -> None:
         """Messages an operator handed back (`supportbot quarantine retry ID`)."""
         for row in self.store.quarantined("retry"):
-            raw = unpack_raw(row["raw"])
             with self.store.transaction():
-                self.store.forget_ref(row["ref"])
-                self.store.set_quarantine_status(row["id"], "released")
-            item = Inbound(source=row["source"], ref=row["ref"], raw=raw,
+                self.store.forget_ref(row.ref)
+                self.store.set_quarantine_status(row.id, "released")
+            item = Inbound(source=row.source, ref=row.ref, raw=row.raw,
                            received_at=self.clock.now())
             report.add(self.pipeline.ingest_batch(
                 "quarantine", Batch(items=[item]), self.clock.now()), whole=self.settings.dry_run)
@@ -207,13 +230,16 @@ class Worker:
     def _next_wake_seconds(self, report: CycleReport) -> float:
         now = self.clock.now()
         wake = self.settings.poll_seconds
+        if any(self._lease_name(s) not in self.leases.held for s in self.sources):
+            wake = min(wake, self.leases.check_every)
         for due in (self.store.next_timer_due(), self.store.next_outbox_attempt()):
             if due is not None:
                 wake = min(wake, max((due - now).total_seconds(), 0.0))
         return max(wake, 0.05)
 
     async def _wait(self, timeout: float) -> None:
-        self._wait_tasks = [asyncio.create_task(s.wait(timeout)) for s in self.sources]
+        self._wait_tasks = [asyncio.create_task(s.wait(timeout)) for s in self.sources
+                            if self._lease_name(s) in self.leases.held]
         stopper = asyncio.create_task(self.stop_event.wait())
         sleeper = asyncio.create_task(asyncio.sleep(timeout))
         tasks = [*self._wait_tasks, stopper, sleeper]
@@ -241,6 +267,14 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     async def aclose(self) -> None:
+        if self._lease_keeper is not None:
+            self._lease_keeper.cancel()
+            await asyncio.gather(self._lease_keeper, return_exceptions=True)
+            self._lease_keeper = None
+            try:
+                self.leases.release()
+            except Exception as exc:  # noqa: BLE001 - they run out by themselves anyway
+                log.warning("could not release leases", error=str(exc))
         for source in self.sources:
             try:
                 await source.aclose()

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the real-server tests need beyond Python packages: Dovecot (IMAP, LMTP, Sieve).
-# Idempotent: does nothing when dovecot is already there. The tests start their own private
-# Dovecot on loopback, so the system service is never started (policy-rc.d forbids it).
+# Installs what the real-server tests need beyond Python packages: Dovecot (IMAP, LMTP, Sieve)
+# and PostgreSQL. Idempotent: does nothing when both are already there. The tests start their
+# own private Dovecot and PostgreSQL on loopback, so the system services are never started
+# (policy-rc.d forbids it).
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
+PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve postgresql)
 MANUAL="install them by hand: sudo apt-get install ${PACKAGES[*]}"
-MANUAL+=" (any OS: Dovecot 2.3+ with Pigeonhole)"
+MANUAL+=" (any OS: Dovecot 2.3+ with Pigeonhole; PostgreSQL 13+ with initdb)"
 
 have_dovecot() {
     command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]
+}
+
+have_postgres() {
+    command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
 
 have_packages() {
@@ -19,9 +24,9 @@ have_packages() {
     done
 }
 
-if have_dovecot && { ! command -v dpkg-query >/dev/null 2>&1 || have_packages; }; then
+if have_dovecot && have_postgres && { ! command -v dpkg-query >/dev/null 2>&1 || have_packages; }; then
     version=$(dovecot --version 2>/dev/null || /usr/sbin/dovecot --version 2>/dev/null || true)
-    echo "install-test-deps: dovecot already installed (${version:-unknown version})"
+    echo "install-test-deps: dovecot (${version:-unknown version}) and postgresql already installed"
     exit 0
 fi
 
@@ -60,8 +65,8 @@ if ! "${APT[@]}" update -qq \
     exit 1
 fi
 
-if ! have_dovecot; then
-    echo "install-test-deps: packages installed but no dovecot binary found; ${MANUAL}" >&2
+if ! have_dovecot || ! have_postgres; then
+    echo "install-test-deps: packages installed but no dovecot or initdb binary found; ${MANUAL}" >&2
     exit 1
 fi
 version=$(dovecot --version 2>/dev/null || /usr/sbin/dovecot --version 2>/dev/null || true)

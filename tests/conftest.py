@@ -1,4 +1,4 @@
-"""Shared fixtures: paths, a clean environment, the test servers (Dovecot, SMTP)."""
+"""Shared fixtures: paths, a clean environment, the test servers (Dovecot, SMTP, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from tests.servers.dovecot import DovecotServer, Mailbox, shared_server
+from tests.servers.postgres import PostgresServer
 from tests.servers.smtp import SmtpServer, TlsCert, make_self_signed_cert
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,9 +25,9 @@ settings.load_profile("supportbot")
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No SUPPORTBOT_* variable from the developer's shell leaks into a test."""
+    """No SUPPORTBOT_* variable (nor DATABASE_URL) from the developer's shell leaks in."""
     for key in list(os.environ):
-        if key.startswith("SUPPORTBOT_"):
+        if key.startswith("SUPPORTBOT_") or key == "DATABASE_URL":
             monkeypatch.delenv(key)
     yield
 
@@ -61,3 +62,25 @@ def smtp_server() -> Iterator[SmtpServer]:
     """A plain SMTP server on loopback that accepts everything until scripted otherwise."""
     with SmtpServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's private PostgreSQL cluster (a template database holds the schema)."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A fresh, migrated database on the session's cluster, for this test alone."""
+    return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's store lives, once per backend: a SQLite file, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "state.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url

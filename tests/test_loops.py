@@ -119,8 +119,8 @@ def test_rude_autoresponder_is_stopped_by_threading_and_the_cap(tmp_path: Path,
         assert sent_to_rude == 1
     else:
         assert sent_to_rude == cap
-        suppressed = [a for a in store.activity(limit=10000) if a["action"] == "suppressed"]
-        assert suppressed and "cap" in suppressed[0]["detail"]
+        suppressed = [a for a in store.activity(limit=10000) if a.action == "suppressed"]
+        assert suppressed and "cap" in suppressed[0].detail
     assert hub.count[(RUDE, ALPHA)] <= sent_to_rude
 
 

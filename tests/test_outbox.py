@@ -11,7 +11,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
-from bot.clock import from_iso
 from bot.outbox import BACKOFF, MAX_ATTEMPTS, FlushReport, Outbox
 from bot.store import Store
 
@@ -87,7 +86,7 @@ def flush(outbox: Outbox, now: datetime = NOW) -> FlushReport:
 def row_status(store: Store, outbox_id: int) -> tuple[str, int, datetime]:
     row = store.outbox_row(outbox_id)
     assert row is not None
-    return row["status"], row["attempts"], from_iso(row["next_attempt_at"])
+    return row.status, row.attempts, row.next_attempt_at
 
 
 def test_a_backlog_for_an_unconfigured_channel_does_not_starve_the_others(store: Store) -> None:
@@ -148,14 +147,14 @@ def test_a_temporary_failure_backs_off_then_sends(store: Store) -> None:
     assert flush(outbox, last).sent == 1
     assert row_status(store, oid)[:2] == ("sent", 3)
     assert [it.attempts for it in smtp.items] == [0, 1, 2]
-    actions = [a["action"] for a in store.activity(tid)]
+    actions = [a.action for a in store.activity(tid)]
     assert actions.count("send retry") == 2 and actions.count("sent") == 1
 
 
 def test_retries_end_as_failed_after_the_last_attempt(store: Store) -> None:
     tid = ticket(store)
     oid = plan(store, tid, 0, "smtp")
-    store.conn.execute("UPDATE outbox SET attempts = ? WHERE id = ?", (MAX_ATTEMPTS - 1, oid))
+    store.db.run("UPDATE outbox SET attempts = ? WHERE id = ?", (MAX_ATTEMPTS - 1, oid))
     report = flush(Outbox(store, {"smtp": ScriptedChannel("smtp", SendOutcome("retry", "451"))}))
     assert (report.retry, report.failed) == (0, 1)
     assert row_status(store, oid)[:2] == ("failed", MAX_ATTEMPTS)
@@ -171,8 +170,8 @@ def test_a_permanent_failure_is_final_and_listed(store: Store) -> None:
     assert row_status(store, bad)[0] == "failed"
     assert row_status(store, good)[0] == "sent"
     (listed,) = store.failed_sends()
-    assert (listed["id"], listed["last_error"]) == (bad, "550 5.1.1 no such user")
-    assert "send failed" in [a["action"] for a in store.activity(tid)]
+    assert (listed.id, listed.last_error) == (bad, "550 5.1.1 no such user")
+    assert "send failed" in [a.action for a in store.activity(tid)]
     # never attempted again
     assert flush(outbox, NOW + timedelta(days=1)) == FlushReport()
     assert len(smtp.items) == 2
@@ -204,7 +203,7 @@ def test_a_row_left_in_sending_is_sent_again_with_the_same_message(store: Store)
     later = NOW + timedelta(minutes=5)
     assert asyncio.run(outbox.recover(later)) == 1
     assert row_status(store, oid) == ("pending", 1, later)
-    assert "send in doubt" in [a["action"] for a in store.activity(tid)]
+    assert "send in doubt" in [a.action for a in store.activity(tid)]
     assert flush(outbox, later).sent == 1
     (again,) = smtp.items
     assert (again.id, again.attempts) == (oid, 1)

@@ -313,14 +313,14 @@ def test_the_worker_refuses_a_self_signed_smtps_server_unless_told(tmp_path: Pat
         refused = run_once(env, tmp_path, "run", "--once")
         assert smtp.messages == []
         store = Store(tmp_path / "state.db")
-        (row,) = store.conn.execute("SELECT status, last_error FROM outbox").fetchall()
-        store.conn.execute("UPDATE outbox SET next_attempt_at = created_at")  # due again now
+        row = store.outbox_row(1)
+        store.db.run("UPDATE outbox SET next_attempt_at = created_at")  # due again now
         store.close()
         with_ca = run_once(dict(env, SUPPORTBOT_CA_FILE=str(cert.cert)), tmp_path,
                            "run", "--once")
         assert len(smtp.messages) == 1 and smtp.messages[0].tls
     assert refused.returncode == 0 and "not trusted" in refused.stderr
-    assert row["status"] == "pending" and "not trusted" in row["last_error"]
+    assert row is not None and row.status == "pending" and "not trusted" in (row.last_error or "")
     assert with_ca.returncode == 0, with_ca.stderr[-2000:]
 
 

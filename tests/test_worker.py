@@ -114,16 +114,17 @@ def test_row_left_sending_by_a_crash_is_resent_with_the_same_message_id(tmp_path
     deliver(tmp_path / "inbox", make_mail(), T0)
     cycle(settings, clock)
     store = Store(settings.state_path)
-    (row,) = store.conn.execute("SELECT id, message_id FROM outbox").fetchall()
-    store.conn.execute("UPDATE outbox SET status = 'sending' WHERE id = ?", (row["id"],))
+    row = store.outbox_row(1)
+    assert row is not None and store.outbox_counts() == {"sent": 1}
+    store.db.run("UPDATE outbox SET status = 'sending' WHERE id = ?", (row.id,))
     store.close()
     cycle(settings, clock)
     sent = outbox_mail(tmp_path / "outbox")
     # the Maildir channel knows the Message-ID already: it is not written twice
-    assert [s.message["Message-ID"] for s in sent] == [row["message_id"]]
+    assert [s.message["Message-ID"] for s in sent] == [row.message_id]
     store = Store(settings.state_path)
     assert store.outbox_counts() == {"sent": 1}
-    assert any(a["action"] == "send in doubt" for a in store.activity(1))
+    assert any(a.action == "send in doubt" for a in store.activity(1))
 
 
 def test_dry_run_sends_nothing_and_changes_nothing(tmp_path: Path,
@@ -151,7 +152,7 @@ def test_malformed_mail_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> N
     assert sorted(o.status for o in report.outcomes) == ["quarantined", "ticket"]
     store = Store(settings.state_path)
     (q,) = store.quarantined()
-    assert q["source"] == "maildir" and q["error"]
+    assert q.source == "maildir" and q.error
     assert len(outbox_mail(tmp_path / "outbox")) == 1
 
 

@@ -24,7 +24,7 @@ def setup(args: argparse.Namespace, *, check_runtime: bool = True, **overrides: 
 
 
 def open_store(settings: Settings) -> Store:
-    return Store(settings.state_path)
+    return Store(settings.state)
 
 
 def invoked_as() -> str:

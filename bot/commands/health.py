@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     settings = setup(args, check_runtime=False)
-    if not settings.state_path.exists():
+    if settings.state_url is None and not settings.state_path.exists():
         print("unhealthy: no state file yet (has the worker started?)")
         return 1
     store = open_store(settings)

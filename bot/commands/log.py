@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from bot.clock import to_iso
 from bot.commands._common import open_store, setup
 
 ORDER = 40
@@ -34,16 +35,15 @@ def run(args: argparse.Namespace) -> int:
                 "ticket": ticket.id, "state": ticket.state, "subject": ticket.subject,
                 "requester": ticket.requester, "priority": ticket.priority, "topic": ticket.topic,
                 "owner": ticket.owner, "conversation_number": ticket.conversation_number,
-                "activity": [{k: e[k] for k in ("at", "actor", "action", "rule", "detail")}
-                             for e in entries]}, indent=2))
+                "activity": [{"at": to_iso(e.at), "actor": e.actor, "action": e.action,
+                              "rule": e.rule, "detail": e.detail} for e in entries]}, indent=2))
             return 0
         print(f"Ticket #{ticket.id} [{ticket.state}] {ticket.subject!r} from {ticket.requester}")
         print(f"  priority={ticket.priority} topic={ticket.topic} owner={ticket.owner or '-'}"
               + (f" helpscout=#{ticket.conversation_number}" if ticket.conversation_number else ""))
         for e in entries:
-            rule = f" [rule {e['rule']}]" if e["rule"] else ""
-            print(f"{e['at'][:19].replace('T', ' ')}  {e['actor']:<8} {e['action']:<18} "
-                  f"{e['detail']}{rule}")
+            rule = f" [rule {e.rule}]" if e.rule else ""
+            print(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.actor:<8} {e.action:<18} {e.detail}{rule}")
         return 0
     finally:
         store.close()

@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from bot.commands._common import open_store, setup
-from bot.store.store import unpack_raw
 
 ORDER = 44
 
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         if args.op == "list":
             rows = store.quarantined()
             for r in rows:
-                print(f"#{r['id']} {r['at'][:19]} {r['ref']}: {r['error']}")
+                print(f"#{r.id} {r.at:%Y-%m-%dT%H:%M:%S} {r.ref}: {r.error}")
             print(f"{len(rows)} message(s) in quarantine")
             return 0
         if args.id is None:
@@ -43,14 +42,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"supportbot: no quarantined message #{args.id}", file=sys.stderr)
             return 1
         if args.op == "show":
-            sys.stdout.buffer.write(unpack_raw(row["raw"]) or b"")
+            sys.stdout.buffer.write(row.raw or b"")
             return 0
         with store.transaction():
             if args.op == "retry":
                 store.set_quarantine_status(args.id, "retry")
             else:
                 store.set_quarantine_status(args.id, "dropped")
-        print(f"#{args.id} {'dropped' if args.op == 'drop' else 'queued for retry'}: {row['ref']}")
+        print(f"#{args.id} {'dropped' if args.op == 'drop' else 'queued for retry'}: {row.ref}")
         return 0
     finally:
         store.close()

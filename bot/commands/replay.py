@@ -18,7 +18,7 @@ from bot.mail.parse import parse_message
 from bot.model import Decision, Message
 from bot.rules.decide import decide
 from bot.rules.load import load_ruleset
-from bot.store.store import unpack_raw
+from bot.store import LedgerMessage
 from bot.templates import Templates
 
 ORDER = 33
@@ -35,15 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def rebuild(row: Any) -> Message:
+def rebuild(row: LedgerMessage) -> Message:
     """The original message as the rules saw it, from the ledger."""
-    raw = unpack_raw(row["raw"])
-    if raw is not None:
-        return parse_message(raw, source=row["source"])
-    s = json.loads(row["summary"] or "{}")
-    return Message(source=row["source"], message_id=row["message_id"],
-                   from_addr=s.get("from_addr", row["from_addr"]),
-                   from_name=s.get("from_name", ""), subject=s.get("subject", row["subject"]),
+    entry = row.entry
+    if row.raw is not None:
+        return parse_message(row.raw, source=entry.source)
+    s = json.loads(row.summary or "{}")
+    return Message(source=entry.source, message_id=entry.message_id,
+                   from_addr=s.get("from_addr", entry.from_addr),
+                   from_name=s.get("from_name", ""), subject=s.get("subject", entry.subject),
                    text=s.get("text", ""), to=tuple(s.get("to", ())), tags=tuple(s.get("tags", ())),
                    mailbox_id=s.get("mailbox_id"), conversation_id=s.get("conversation_id"),
                    conversation_number=s.get("conversation_number"),
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
                                    own_domain=settings.from_domain))
             diff = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
             if diff:
-                changes.append({"ticket": row["ticket_id"], "from": row["from_addr"],
-                                "subject": row["subject"], "changes": diff})
+                changes.append({"ticket": row.entry.ticket_id, "from": row.entry.from_addr,
+                                "subject": row.entry.subject, "changes": diff})
     finally:
         store.close()
     if args.json:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from bot.clock import to_iso
 from bot.commands._common import open_store, setup
 from bot.store import Store
 
@@ -25,25 +26,25 @@ def collect(store: Store) -> dict[str, Any]:
     return {
         "tickets": store.tickets_by_state(),
         "messages": store.message_counts(),
-        "timers_next": [{"ticket": t["ticket_id"], "kind": t["kind"], "due_at": t["due_at"]}
+        "timers_next": [{"ticket": t.ticket_id, "kind": t.kind, "due_at": to_iso(t.due_at)}
                         for t in store.pending_timers(limit=10)],
         "sources": {k.split(":", 1)[1].rsplit(":last_read", 1)[0]: v
                     for k, v in store.meta_items("source:").items()},
         "outbox": {"pending": outbox.get("pending", 0), "sending": outbox.get("sending", 0),
                    "sent": outbox.get("sent", 0), "failed": outbox.get("failed", 0),
                    "suppressed": outbox.get("suppressed", 0)},
-        "failed_sends": [{"id": r["id"], "ticket": r["ticket_id"], "kind": r["kind"],
-                          "to": json.loads(r["recipients"]), "error": r["last_error"],
-                          "at": r["created_at"]} for r in store.failed_sends()],
-        "quarantined": [{"id": r["id"], "ref": r["ref"], "error": r["error"], "at": r["at"]}
+        "failed_sends": [{"id": r.id, "ticket": r.ticket_id, "kind": r.kind,
+                          "to": list(r.recipients), "error": r.last_error,
+                          "at": to_iso(r.created_at)} for r in store.failed_sends()],
+        "quarantined": [{"id": r.id, "ref": r.ref, "error": r.error, "at": to_iso(r.at)}
                         for r in store.quarantined()],
-        "undeliverable": [{"address": r["address"], "at": r["at"], "reason": r["reason"]}
+        "undeliverable": [{"address": r.address, "at": to_iso(r.at), "reason": r.reason}
                           for r in store.undeliverable()],
         "heartbeat": store.get_meta("heartbeat"),
         "rules_reload": {"ok": store.get_meta("rules:last_reload_ok"),
                          "at": store.get_meta("rules:last_reload_at")},
         "promise_missed": len([a for a in store.activity(limit=5000)
-                               if a["action"] == "promise missed"]),
+                               if a.action == "promise missed"]),
     }
 
 

@@ -16,10 +16,9 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 from bot.mail.html2text import html_to_text
-from bot.store import Store
+from bot.store import ActivityRow, Store
 
 WIDTH = 100
 EXCERPT_LINES = 5  # wrapped lines of each text shown
@@ -108,11 +107,11 @@ class Narrator:
         rows = self.store.activity(limit=100000)
         fresh, self.seen = rows[self.seen:], len(rows)
         sent = self.deliveries()
-        for ticket in _in_order([r["ticket_id"] for r in fresh] + [d.ticket for d in sent]):
-            self._ticket(ticket, [r for r in fresh if r["ticket_id"] == ticket],
+        for ticket in _in_order([r.ticket_id for r in fresh] + [d.ticket for d in sent]):
+            self._ticket(ticket, [r for r in fresh if r.ticket_id == ticket],
                          [d for d in sent if d.ticket == ticket])
 
-    def _ticket(self, ticket_id: int | None, rows: list[Any], sent: list[Delivery]) -> None:
+    def _ticket(self, ticket_id: int | None, rows: list[ActivityRow], sent: list[Delivery]) -> None:
         self.out("")
         ticket = self.store.get_ticket(ticket_id) if ticket_id is not None else None
         if ticket is not None:
@@ -120,13 +119,12 @@ class Narrator:
         elif ticket_id is None:
             self.out("  not a ticket")
         for row in rows:
-            if row["action"] in _TOLD_ELSEWHERE:
+            if row.action in _TOLD_ELSEWHERE:
                 continue
-            rule = f" [rule: {row['rule']}]" if row["rule"] and row["action"] == "classified" \
-                else ""
-            for line in wrap(f"{_readable_times(row['detail'])}{rule}",
-                             f"    {row['at'][11:16]}  "
-                             f"{row['action']:<17} ", " " * 30):
+            rule = f" [rule: {row.rule}]" if row.rule and row.action == "classified" else ""
+            for line in wrap(f"{_readable_times(row.detail)}{rule}",
+                             f"    {row.at:%H:%M}  "
+                             f"{row.action:<17} ", " " * 30):
                 self.out(line)
         for delivery in sent:
             for line in wrap(delivery.headline, "    -> ", " " * 7):

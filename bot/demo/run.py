@@ -161,16 +161,15 @@ def summarise(store: Store) -> dict[str, Any]:
     tickets = []
     for t in store.tickets_since(datetime(1970, 1, 1, tzinfo=UTC)):
         replies = [r for r in store.ticket_outbox(t.id)
-                   if r["kind"] in {"acknowledge", "ask_info", "answer", "forward", "forwarded"}]
-        first = replies[0]["kind"] if replies else None
+                   if r.kind in {"acknowledge", "ask_info", "answer", "forward", "forwarded"}]
+        first = replies[0].kind if replies else None
         tickets.append({"id": t.id, "requester": t.requester, "subject": t.subject,
                         "priority": t.priority, "topic": t.topic, "state": t.state,
                         "owner": t.owner, "first_action": "forward" if first == "forwarded"
                         else first,
-                        "kinds": [r["kind"] for r in store.ticket_outbox(t.id)]})
-    ignored = [{"from": r["from_addr"], "subject": r["subject"], "reason": r["reason"]}
-               for r in store.conn.execute(
-                   "SELECT from_addr, subject, reason FROM messages WHERE status = 'ignored'")]
+                        "kinds": [r.kind for r in store.ticket_outbox(t.id)]})
+    ignored = [{"from": r.from_addr, "subject": r.subject, "reason": r.reason}
+               for r in store.messages_with_status("ignored")]
     sent = store.outbox_counts().get("sent", 0)
     return {"tickets": tickets, "ignored": ignored, "sent": sent}
 

@@ -10,18 +10,16 @@ transaction that plans its message, and a timer whose ticket moved on is cancell
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
 
-from bot.clock import from_iso
 from bot.model import Decision, Message
 from bot.plan import Planner
 from bot.rules.durations import humanise
 from bot.rules.ruleset import RuleSet
-from bot.store import Store, Ticket
+from bot.store import Store, Ticket, TimerRow
 from bot.templates import Templates
 from bot.tickets import Tickets, awaiting_requester
 from bot.vocab import (
@@ -152,51 +150,54 @@ class Lifecycle:
                  templates: Templates) -> list[tuple[str, int]]:
         """Fire every due timer, each in its own transaction; returns (kind, ticket) fired."""
         fired: list[tuple[str, int]] = []
-        for timer in self.store.due_timers(now):
+        for due in self.store.due_timers(now):
             with self.store.transaction():
-                ticket = self.store.get_ticket(timer["ticket_id"])
-                if ticket is None:
-                    self.store.finish_timer(timer["id"], "cancelled", now, "ticket gone")
+                timer = self.store.claim_timer(due.id)  # None: fired or being fired elsewhere
+                if timer is None:
                     continue
-                handler = self._handlers[TimerKind(timer["kind"])]
+                ticket = self.store.get_ticket(timer.ticket_id)
+                if ticket is None:
+                    self.store.finish_timer(timer.id, "cancelled", now, "ticket gone")
+                    continue
+                handler = self._handlers[TimerKind(timer.kind)]
                 did = handler(timer, ticket, now, ruleset, templates)
-                self.store.finish_timer(timer["id"], "fired" if did else "cancelled", now)
+                self.store.finish_timer(timer.id, "fired" if did else "cancelled", now)
                 if did:
-                    fired.append((timer["kind"], ticket.id))
+                    fired.append((timer.kind, ticket.id))
         return fired
 
-    def _still_waiting(self, timer: sqlite3.Row, ticket: Ticket) -> bool:
+    def _still_waiting(self, timer: TimerRow, ticket: Ticket) -> bool:
         if not awaiting_requester(ticket.state):
             return False
         return ticket.last_requester_at is None or \
-            ticket.last_requester_at <= from_iso(timer["created_at"])
+            ticket.last_requester_at <= timer.created_at
 
-    def _fire_check_in(self, timer: sqlite3.Row, ticket: Ticket, now: datetime, ruleset: RuleSet,
+    def _fire_check_in(self, timer: TimerRow, ticket: Ticket, now: datetime, ruleset: RuleSet,
                        templates: Templates) -> bool:
         if not self._still_waiting(timer, ticket):
             return False
         self.planner.plan(ticket=ticket, kind=MessageKind.CHECK_IN, to=[ticket.requester],
-                          trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
+                          trigger=f"timer{timer.id}", now=now, ruleset=ruleset,
                           templates=templates)
         due = self.due(now, ruleset.settings.close_after, ruleset)
-        self.store.add_timer(key=f"t{ticket.id}:close:{timer['id']}", ticket_id=ticket.id,
+        self.store.add_timer(key=f"t{ticket.id}:close:{timer.id}", ticket_id=ticket.id,
                              kind=TimerKind.CLOSE, due_at=due, now=now)
         self.store.log(now, ticket.id, "check-in", f"closure due {due.isoformat()}")
         return True
 
-    def _fire_close(self, timer: sqlite3.Row, ticket: Ticket, now: datetime, ruleset: RuleSet,
+    def _fire_close(self, timer: TimerRow, ticket: Ticket, now: datetime, ruleset: RuleSet,
                     templates: Templates) -> bool:
         if not self._still_waiting(timer, ticket):
             return False
         self.planner.plan(ticket=ticket, kind=MessageKind.CLOSURE, to=[ticket.requester],
-                          trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
+                          trigger=f"timer{timer.id}", now=now, ruleset=ruleset,
                           templates=templates)
         self.tickets.apply(ticket, TicketEvent.CLOSED_SILENT, now)
         self.store.cancel_timers(ticket.id, (TimerKind.ASSIGNED_REMINDER,), now)
         self.store.log(now, ticket.id, "closed", "no reply after the check-in")
         return True
 
-    def _fire_first_response(self, timer: sqlite3.Row, ticket: Ticket, now: datetime,
+    def _fire_first_response(self, timer: TimerRow, ticket: Ticket, now: datetime,
                              ruleset: RuleSet, templates: Templates) -> bool:
         if ticket.first_action_at is not None or ticket.state == TicketState.CLOSED:
             return False
@@ -209,17 +210,17 @@ class Lifecycle:
                           ruleset=ruleset, templates=templates)
         return True
 
-    def _fire_assigned_reminder(self, timer: sqlite3.Row, ticket: Ticket, now: datetime,
+    def _fire_assigned_reminder(self, timer: TimerRow, ticket: Ticket, now: datetime,
                                 ruleset: RuleSet, templates: Templates) -> bool:
         after = ruleset.settings.assigned_reminder_after
         if ticket.state == TicketState.CLOSED or not ticket.owner or after is None:
             return False
         last = ticket.last_visible_update_at or ticket.created_at
-        number = int(str(timer["key"]).rsplit(":", 1)[1])
+        number = int(timer.key.rsplit(":", 1)[1])
         if now - last >= after:
             self.planner.plan(ticket=ticket, kind=MessageKind.ASSIGNED_REMINDER,
                               to=[ticket.owner],
-                              trigger=f"timer{timer['id']}", now=now, ruleset=ruleset,
+                              trigger=f"timer{timer.id}", now=now, ruleset=ruleset,
                               templates=templates, owner=ticket.owner)
             self.store.log(now, ticket.id, "reminded owner",
                            f"{ticket.owner}: no visible update for {humanise(after)}")
@@ -239,4 +240,4 @@ class Lifecycle:
                 TimerKind.ASSIGNED_REMINDER: self._fire_assigned_reminder}
 
 
-TimerHandler = Callable[[sqlite3.Row, Ticket, datetime, RuleSet, Templates], bool]
+TimerHandler = Callable[[TimerRow, Ticket, datetime, RuleSet, Templates], bool]

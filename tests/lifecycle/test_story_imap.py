@@ -77,7 +77,7 @@ def test_ask_then_check_in_then_closure(tmp_path: Path, mailbox: Mailbox,
     store = Store(settings.state_path)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "closed"
-    actions = [a["action"] for a in store.activity(1)]
+    actions = [a.action for a in store.activity(1)]
     assert actions.index("check-in") < actions.index("closed")
     store.close()
 
@@ -101,8 +101,8 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path, mailbox: Mailbox
     store = Store(settings.state_path)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "open"
-    assert not [t for t in store.pending_timers(1) if t["kind"] in ("check_in", "close")]
-    assert [m["status"] for m in store.ticket_messages(1)] == ["ticket", "reply"]
+    assert not [t for t in store.pending_timers(1) if t.kind in ("check_in", "close")]
+    assert [m.status for m in store.ticket_messages(1)] == ["ticket", "reply"]
     store.close()
 
 
@@ -142,8 +142,8 @@ def test_a_colleague_on_cc_replying_joins_the_ticket_and_cancels_the_check_in(
     assert sent_kinds(smtp_server) == ["ask_info"]  # no acknowledgement to Bob, no check-in
     store = Store(settings.state_path)
     assert store.tickets_by_state() == {"open": 1}
-    assert [m["status"] for m in store.ticket_messages(1)] == ["ticket", "reply"]
-    assert not [t for t in store.pending_timers(1) if t["kind"] in ("check_in", "close")]
-    assert any(a["action"] == "requester replied" and a["actor"] == "bob@customer.example"
+    assert [m.status for m in store.ticket_messages(1)] == ["ticket", "reply"]
+    assert not [t for t in store.pending_timers(1) if t.kind in ("check_in", "close")]
+    assert any(a.action == "requester replied" and a.actor == "bob@customer.example"
                for a in store.activity(1))
     store.close()

@@ -55,7 +55,7 @@ def test_ask_then_check_in_then_closure(tmp_path: Path) -> None:
     store = Store(settings.state_path)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "closed"
-    actions = [a["action"] for a in store.activity(1)]
+    actions = [a.action for a in store.activity(1)]
     assert actions.index("check-in") < actions.index("closed")
     run_cycles(settings, clock, [(timedelta(days=5), None)])
     assert kinds(tmp_path) == ["ask_info", "check_in", "closure"]
@@ -78,8 +78,8 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path) -> None:
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "open"
     assert store.pending_timers(1) == [] or all(
-        t["kind"] not in ("check_in", "close") for t in store.pending_timers(1))
-    assert [m["status"] for m in store.ticket_messages(1)] == ["ticket", "reply"]
+        t.kind not in ("check_in", "close") for t in store.pending_timers(1))
+    assert [m.status for m in store.ticket_messages(1)] == ["ticket", "reply"]
 
 
 def test_restart_between_timers_gives_one_check_in_and_one_closure(tmp_path: Path) -> None:
@@ -105,9 +105,9 @@ def test_friday_evening_ask_is_checked_on_monday_business_time(tmp_path: Path) -
     run_cycles(settings, clock, [(0, None)])
     assert kinds(tmp_path) == ["ask_info"]
     store = Store(settings.state_path)
-    (timer,) = [t for t in store.pending_timers(1) if t["kind"] == "check_in"]
+    (timer,) = [t for t in store.pending_timers(1) if t.kind == "check_in"]
     store.close()
-    due = datetime.fromisoformat(timer["due_at"])
+    due = timer.due_at
     assert due == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Monday 09:00 Berlin
     run_cycles(settings, clock, [(timedelta(hours=24, minutes=5), None)])  # Saturday evening
     assert kinds(tmp_path) == ["ask_info"]

@@ -131,7 +131,7 @@ def run_corpus(corpus: Path, workdir: Path) -> CorpusReport:
     store = Store(settings.state_path)
     try:
         report.statuses = Counter(r["status"] for r in
-                                  store.conn.execute("SELECT status FROM messages"))
+                                  store.db.rows("SELECT status FROM messages"))
         report.quarantined_in_status = len(collect(store)["quarantined"])
     finally:
         store.close()

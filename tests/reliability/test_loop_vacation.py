@@ -101,7 +101,7 @@ def test_a_vacation_autoresponder_gets_one_answer_and_no_loop(
         delivered = dovecot.count(user)
     store = Store(settings.state_path)
     ledger = [(r["status"], r["reason"]) for r in
-              store.conn.execute("SELECT status, reason FROM messages ORDER BY id")]
+              store.db.rows("SELECT status, reason FROM messages ORDER BY id")]
     store.close()
     to_customer = hub.count[(BOT, hub.customer)]
     from_vacation = sum(n for (s, r), n in hub.count.items() if r == BOT)

@@ -178,7 +178,7 @@ def test_requester_replies_join_their_ticket_and_are_not_acknowledged_again(
         ("reply", ticket_id), ("reply", ticket_id)]
     assert len(smtp_server.messages) == 1  # only the first acknowledgement, ever
     store = Store(settings.state_path)
-    assert [m["status"] for m in store.ticket_messages(ticket_id)] == ["ticket", "reply", "reply"]
+    assert [m.status for m in store.ticket_messages(ticket_id)] == ["ticket", "reply", "reply"]
     assert sum(store.tickets_by_state().values()) == 1
     store.close()
 
