@@ -8,6 +8,7 @@ import sys
 
 from bot.commands._common import setup
 from bot.runtime import open_worker
+from bot.store.run_lock import sole_worker
 from bot.worker import CycleReport
 
 ORDER = 10
@@ -31,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     settings = setup(args)
     if args.dry_run:
         settings = settings.with_(dry_run=True)
-    return asyncio.run(_main(settings, once=args.once or settings.dry_run))
+    once = args.once or settings.dry_run
+    if settings.state_url is None and not settings.dry_run:
+        with sole_worker(settings.state_path):
+            return asyncio.run(_main(settings, once=once))
+    return asyncio.run(_main(settings, once=once))
 
 
 async def _main(settings, *, once: bool) -> int:  # type: ignore[no-untyped-def]
