@@ -23,8 +23,8 @@ def cycle(settings, clock):  # type: ignore[no-untyped-def]
     return asyncio.run(go())
 
 
-def test_new_ticket_is_acknowledged_once_across_restarts(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_new_ticket_is_acknowledged_once_across_restarts(tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     clock = FakeClock(T0)
     deliver(tmp_path / "inbox", make_mail(subject="Question about exporting contacts",
                                           body="How do I export my contacts to a CSV file? "
@@ -43,21 +43,22 @@ def test_new_ticket_is_acknowledged_once_across_restarts(tmp_path: Path) -> None
     assert len(outbox_mail(tmp_path / "outbox")) == 1
 
 
-def test_auto_reply_is_recorded_but_never_answered(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_auto_reply_is_recorded_but_never_answered(tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     deliver(tmp_path / "inbox", make_mail(subject="Out of Office: back Monday",
                                           headers={"Auto-Submitted": "auto-replied"}), T0)
     report = cycle(settings, FakeClock(T0))
     assert [o.status for o in report.outcomes] == ["ignored"]
     assert "Auto-Submitted" in (report.outcomes[0].decision.reason or "")
     assert outbox_mail(tmp_path / "outbox") == []
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     assert store.message_counts() == {"ignored": 1}
     assert store.tickets_by_state() == {}
 
 
-def test_deliverability_is_critical_forwarded_and_requester_told(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_deliverability_is_critical_forwarded_and_requester_told(
+        tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     deliver(tmp_path / "inbox", make_mail(
         subject="My emails aren't sending", body="Since this morning none of my emails to "
         "clients are going out, they bounce back with 550 errors."), T0)
@@ -67,13 +68,14 @@ def test_deliverability_is_critical_forwarded_and_requester_told(tmp_path: Path)
     by_kind = {s.kind: s for s in outbox_mail(tmp_path / "outbox")}
     assert by_kind["forwarded"].to == "ann@customer.example"
     assert by_kind["forward"].to != "ann@customer.example"
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.priority == "critical" and ticket.state == "forwarded"
 
 
-def test_first_start_backfill_records_old_mail_without_answering(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_first_start_backfill_records_old_mail_without_answering(
+        tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     deliver(tmp_path / "inbox", make_mail(message_id="<old@x>"), T0 - timedelta(days=3))
     deliver(tmp_path / "inbox", make_mail(message_id="<new@x>", subject="Fresh question"),
             T0 - timedelta(hours=2))
@@ -87,8 +89,9 @@ def test_first_start_backfill_records_old_mail_without_answering(tmp_path: Path)
     assert [o.status for o in report.outcomes] == ["ticket"]
 
 
-def test_crash_between_planned_and_sent_sends_exactly_once(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_crash_between_planned_and_sent_sends_exactly_once(
+        tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     clock = FakeClock(T0)
     deliver(tmp_path / "inbox", make_mail(), T0)
 
@@ -99,7 +102,7 @@ def test_crash_between_planned_and_sent_sends_exactly_once(tmp_path: Path) -> No
                 worker.pipeline.ingest_batch(source.cursor_key, batch, clock.now())
             # the process dies here: rows are planned, nothing sent yet
     asyncio.run(plan_then_crash())
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     assert store.outbox_counts() == {"pending": 1}
     store.close()
     assert outbox_mail(tmp_path / "outbox") == []
@@ -108,12 +111,13 @@ def test_crash_between_planned_and_sent_sends_exactly_once(tmp_path: Path) -> No
     assert len(outbox_mail(tmp_path / "outbox")) == 1
 
 
-def test_row_left_sending_by_a_crash_is_resent_with_the_same_message_id(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_row_left_sending_by_a_crash_is_resent_with_the_same_message_id(
+        tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     clock = FakeClock(T0)
     deliver(tmp_path / "inbox", make_mail(), T0)
     cycle(settings, clock)
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     row = store.outbox_row(1)
     assert row is not None and store.outbox_counts() == {"sent": 1}
     store.db.run("UPDATE outbox SET status = 'sending' WHERE id = ?", (row.id,))
@@ -122,7 +126,7 @@ def test_row_left_sending_by_a_crash_is_resent_with_the_same_message_id(tmp_path
     sent = outbox_mail(tmp_path / "outbox")
     # the Maildir channel knows the Message-ID already: it is not written twice
     assert [s.message["Message-ID"] for s in sent] == [row.message_id]
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     assert store.outbox_counts() == {"sent": 1}
     assert any(a.action == "send in doubt" for a in store.activity(1))
 
@@ -144,13 +148,14 @@ def test_dry_run_sends_nothing_and_changes_nothing(tmp_path: Path,
     assert len(outbox_mail(tmp_path / "outbox")) == 1
 
 
-def test_malformed_mail_is_quarantined_and_the_rest_goes_on(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_malformed_mail_is_quarantined_and_the_rest_goes_on(
+        tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     deliver(tmp_path / "inbox", b"\x00\x01\x02 not an email at all", T0 - timedelta(minutes=1))
     deliver(tmp_path / "inbox", make_mail(), T0)
     report = cycle(settings, FakeClock(T0))
     assert sorted(o.status for o in report.outcomes) == ["quarantined", "ticket"]
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     (q,) = store.quarantined()
     assert q.source == "maildir" and q.error
     assert len(outbox_mail(tmp_path / "outbox")) == 1

@@ -35,8 +35,8 @@ def kinds(tmp: Path) -> list[str]:
     return [s.kind for s in outbox_mail(tmp / "outbox")]
 
 
-def test_ask_then_check_in_then_closure(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_ask_then_check_in_then_closure(tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     clock = FakeClock(T0)
     deliver(tmp_path / "inbox", make_mail(**VAGUE), T0)
     run_cycles(settings, clock, [(0, None)])
@@ -52,7 +52,7 @@ def test_ask_then_check_in_then_closure(tmp_path: Path) -> None:
     assert check_in.message["In-Reply-To"] == "<vague@cust.example>"
     run_cycles(settings, clock, [(timedelta(hours=24, minutes=1), None)])
     assert kinds(tmp_path) == ["ask_info", "check_in", "closure"]
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "closed"
     actions = [a.action for a in store.activity(1)]
@@ -61,8 +61,8 @@ def test_ask_then_check_in_then_closure(tmp_path: Path) -> None:
     assert kinds(tmp_path) == ["ask_info", "check_in", "closure"]
 
 
-def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     clock = FakeClock(T0)
     deliver(tmp_path / "inbox", make_mail(**VAGUE), T0)
     reply = make_mail(subject="Re: help", body="The calendar page is blank since Monday.",
@@ -74,7 +74,7 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path) -> None:
         (timedelta(days=3), None),
     ])
     assert kinds(tmp_path) == ["ask_info"]
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "open"
     assert store.pending_timers(1) == [] or all(
@@ -82,8 +82,9 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path) -> None:
     assert [m.status for m in store.ticket_messages(1)] == ["ticket", "reply"]
 
 
-def test_restart_between_timers_gives_one_check_in_and_one_closure(tmp_path: Path) -> None:
-    settings = embedded_settings(tmp_path)
+def test_restart_between_timers_gives_one_check_in_and_one_closure(
+        tmp_path: Path, state: Path | str) -> None:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     clock = FakeClock(T0)
     deliver(tmp_path / "inbox", make_mail(**VAGUE), T0)
     # every step is a fresh worker process state: a restart between each
@@ -93,18 +94,20 @@ def test_restart_between_timers_gives_one_check_in_and_one_closure(tmp_path: Pat
     assert kinds(tmp_path) == ["ask_info", "check_in", "closure"]
 
 
-def test_friday_evening_ask_is_checked_on_monday_business_time(tmp_path: Path) -> None:
+def test_friday_evening_ask_is_checked_on_monday_business_time(
+        tmp_path: Path, state: Path | str) -> None:
     rules = (Path(__file__).resolve().parents[2] / "rules.yaml").read_text()
     assert "business_hours" in rules  # the shipped file documents it (commented or set)
     custom = tmp_path / "rules.yaml"
     custom.write_text(_with_business_hours(rules))
-    settings = embedded_settings(tmp_path, SUPPORTBOT_RULES=str(custom))
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state),
+                                 SUPPORTBOT_RULES=str(custom))
     friday_evening = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)  # 19:30 in Berlin
     clock = FakeClock(friday_evening)
     deliver(tmp_path / "inbox", make_mail(**VAGUE), friday_evening)
     run_cycles(settings, clock, [(0, None)])
     assert kinds(tmp_path) == ["ask_info"]
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     (timer,) = [t for t in store.pending_timers(1) if t.kind == "check_in"]
     store.close()
     due = timer.due_at
