@@ -17,6 +17,7 @@ import structlog
 from bot.config import Settings
 from bot.errors import MalformedMessage
 from bot.expand import expand
+from bot.lifecycle.agents import AgentActions
 from bot.lifecycle.followup import Lifecycle
 from bot.mail.addresses import reply_recipient
 from bot.mail.bounce import read_bounce
@@ -82,6 +83,7 @@ class Pipeline:
         self.lifecycle = lifecycle
         self.rules = rules
         self.tickets = Tickets(store)
+        self.agents = AgentActions(store, lifecycle)
 
     # -- batches ------------------------------------------------------------------------
     def ingest_batch(self, source_key: str, batch: Batch, now: datetime) -> list[Outcome]:
@@ -256,7 +258,7 @@ class Pipeline:
             record("agent", None, "agent thread on a conversation we do not track")
             return Outcome(item.ref, "agent", message=msg)
         record("agent", ticket.id)
-        self.lifecycle.agent_replied(ticket, item.status, item.ref, now, self.rules.current[0])
+        self.agents.thread(ticket, item, now, self.rules.current[0])
         return Outcome(item.ref, "agent", ticket.id, message=msg)
 
     def _handle_bounce(self, msg: Message, now: datetime) -> None:

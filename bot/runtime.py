@@ -65,7 +65,8 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
         helpscout_client = HelpScoutClient(settings.helpscout, clock=clock)
         channels["helpscout"] = HelpScoutChannel(helpscout_client)
         sources.append(HelpScoutSource(helpscout_client, settings.helpscout, store,
-                                       poll_seconds=settings.poll_seconds, clock=clock))
+                                       poll_seconds=settings.poll_seconds, clock=clock,
+                                       backfill_hours=settings.backfill_hours))
 
     if settings.imap is not None:
         from bot.sources.imap import ImapSource

@@ -77,6 +77,7 @@ class Page:
     total_elements: int | None
     total_pages: int | None
     server_time: datetime | None
+    next_page: int | None = None  # None: the last page
 
 
 def iso_z(dt: datetime) -> str:
@@ -325,9 +326,9 @@ class HelpScoutClient:
         conversation = await self.get_conversation(conversation_id)
         return int(conversation.get("id", conversation_id))
 
-    async def _pages(self, path: str, params: dict[str, Any],
-                     key: str) -> AsyncGenerator[Page, None]:
-        number = 1
+    async def _pages(self, path: str, params: dict[str, Any], key: str,
+                     start: int = 1) -> AsyncGenerator[Page, None]:
+        number = max(1, start)
         while True:
             response = await self._request("GET", path, params={**params, "page": number})
             assert response is not None
@@ -336,25 +337,27 @@ class HelpScoutClient:
             body = error_body(response)
             items = _dict(body.get("_embedded")).get(key) or []
             page = _dict(body.get("page"))
+            href = _dict(_dict(body.get("_links")).get("next")).get("href")
+            following: int | None = None
+            if isinstance(href, str) and href:
+                pages = parse_qs(urlsplit(href).query).get("page") or []
+                following = _int(pages[0]) if pages else None
+                following = following if following is not None else number + 1
+                if following <= number:  # a link that does not move forward would loop
+                    following = None
             yield Page(items=[i for i in items if isinstance(i, dict)], number=number,
                        total_elements=_int(page.get("totalElements")),
                        total_pages=_int(page.get("totalPages")),
-                       server_time=_server_time(response))
-            href = _dict(_dict(body.get("_links")).get("next")).get("href")
-            if not isinstance(href, str) or not href:
-                return
-            pages = parse_qs(urlsplit(href).query).get("page") or []
-            following = _int(pages[0]) if pages else None
-            following = following if following is not None else number + 1
-            if following <= number:  # a link that does not move forward would loop forever
+                       server_time=_server_time(response), next_page=following)
+            if following is None:
                 return
             number = following
 
     def conversation_pages(self, mailbox_id: int, modified_since: datetime | None = None,
                            *, status: str = "all", embed_threads: bool = True,
                            sort_field: str = "createdAt", sort_order: str = "asc",
-                           ) -> AsyncGenerator[Page, None]:
-        """Pages of GET /v2/conversations for one mailbox.
+                           start_page: int = 1) -> AsyncGenerator[Page, None]:
+        """Pages of GET /v2/conversations for one mailbox, from ``start_page`` on.
 
         The default sort is createdAt ascending: with page numbers, a conversation that is
         modified while we page (say, by our own reply) keeps its place, whereas under
@@ -367,7 +370,7 @@ class HelpScoutClient:
             params["modifiedSince"] = iso_z(modified_since)
         if embed_threads:
             params["embed"] = "threads"
-        return self._pages("/v2/conversations", params, "conversations")
+        return self._pages("/v2/conversations", params, "conversations", start_page)
 
     async def list_conversations(self, mailbox_id: int, modified_since: datetime | None = None,
                                  status: str = "all", embed_threads: bool = True, *,

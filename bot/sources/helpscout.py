@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import html
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -31,19 +33,26 @@ from bot.clock import Clock
 from bot.config import HelpScoutSettings
 from bot.errors import AuthError, HelpScoutError, SourceError
 from bot.helpscout import marker
-from bot.helpscout.client import HelpScoutClient, Page, iso_z, parse_time
+from bot.helpscout.client import HelpScoutClient, Page, parse_time
 from bot.helpscout.errors import HelpScoutUnavailable
+from bot.helpscout.progress import Progress
 from bot.helpscout.text import html_to_text
 from bot.helpscout.webhook import WebhookReceiver
 from bot.model import Message
 from bot.sources.base import Batch, CursorStore, Inbound
-from bot.vocab import SourceKind
+from bot.vocab import HelpScoutStatus, LineItem, SourceKind
 
 log = structlog.get_logger(__name__)
 
 Author = Literal["customer", "agent", "self"]
-THREAD_TYPES = frozenset({"customer", "message"})
+THREAD_TYPES = frozenset({"customer", "message", "lineitem"})
+# A workflow's line item counts as a status change when it closed the conversation or
+# marked it spam (its thread status says so; "nochange" otherwise).
+WORKFLOWS = frozenset({"manual-workflow", "automatic-workflow"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# List requests per cycle: 1,000 conversations, about 5 s of a Standard plan's 200 a
+# minute. A longer listing resumes in the next cycle, after what changed lately.
+LIST_BUDGET = 40
 
 
 class HelpScoutSource:
@@ -52,13 +61,16 @@ class HelpScoutSource:
     def __init__(self, client: HelpScoutClient, settings: HelpScoutSettings,
                  cursors: CursorStore, *, poll_seconds: float, clock: Clock,
                  overlap_seconds: float = 120, own_user_id: int | None = None,
-                 webhook_host: str = "0.0.0.0") -> None:
+                 webhook_host: str = "0.0.0.0", backfill_hours: float = 24.0,
+                 list_budget: int = LIST_BUDGET) -> None:
         self.client = client
         self.settings = settings
         self.cursors = cursors
         self.poll_seconds = poll_seconds
         self.clock = clock
         self.overlap = timedelta(seconds=overlap_seconds)
+        self.backfill = timedelta(hours=backfill_hours)
+        self.list_budget = max(1, list_budget)
         self.own_user_id = own_user_id
         self.webhook_host = webhook_host
         self.cursor_key = f"helpscout:{settings.mailbox_id}"
@@ -71,42 +83,114 @@ class HelpScoutSource:
     async def batches(self) -> AsyncIterator[Batch]:
         await self._start_webhook()
         await self._learn_own_user()
-        stored = self.cursors.get_cursor(self.cursor_key)
-        watermark = parse_time(stored) if stored else None
-        initial = watermark is None
-        since = watermark - self.overlap if watermark is not None else None
-        started: datetime | None = None
-        first_total: int | None = None
-        stable = True
-        seen: set[str] = set()
-        held: list[Inbound] | None = None
-        pages = self.client.conversation_pages(self.settings.mailbox_id, since)
+        progress = Progress.decode(self.cursors.get_cursor(self.cursor_key))
+        if progress.watermark is None and progress.floor is None:
+            progress = replace(progress, floor=self.clock.now() - self.backfill)
+        run = _Run(budget=self.list_budget)
+        if progress.in_pass:
+            # a pass left over from an earlier cycle: what changed lately comes first
+            head_from = progress.head or progress.pass_started or progress.pass_since
+            assert head_from is not None
+            head_run = _Run(budget=run.budget)
+            async for batch in self._listing(head_from - self.overlap, 1, head_run,
+                                             progress, head=True):
+                yield batch
+            run.budget = head_run.budget
+            if head_run.finished and head_run.started is not None:
+                progress = replace(progress, head=head_run.started)
+            start = max(1, progress.pass_page - 1)  # one page of overlap: shifts between cycles
+        else:
+            since = (progress.watermark - self.overlap if progress.watermark is not None
+                     else progress.floor)
+            progress = replace(progress, pass_since=since, pass_page=1, pass_started=None)
+            start = 1
+        if run.budget <= 0:
+            log.info("help scout list budget spent on recent changes; the pass resumes next cycle",
+                     mailbox=self.settings.mailbox_id, page=progress.pass_page)
+            yield Batch(items=[], cursor=progress.encode(), initial=progress.watermark is None)
+            return
+        async for batch in self._listing(progress.pass_since, start, run, progress, head=False):
+            yield batch
+
+    async def _listing(self, since: datetime | None, start: int, run: _Run,
+                       progress: Progress, *, head: bool) -> AsyncIterator[Batch]:
+        """Read pages from ``start`` within ``run.budget``; each batch carries the progress
+        to store with it (the head listing leaves the pass where it was)."""
+        initial = progress.watermark is None
+        # The head wants only conversations created lately: newest first, and it stops at
+        # the first page that reaches back past ``since`` (usually its first page).
+        pages = self.client.conversation_pages(self.settings.mailbox_id, since,
+                                               start_page=start,
+                                               sort_order="desc" if head else "asc")
+        previous: Page | None = None
         try:
-            while True:
+            while run.budget > 0:
                 page = await self._next_page(pages)
                 if page is None:
                     break
-                if started is None:
-                    started = page.server_time or self.clock.now()
-                    first_total = page.total_elements
-                elif (first_total is not None and page.total_elements is not None
-                      and page.total_elements < first_total):
-                    stable = False
-                items = [i for i in self._page_items(page) if i.ref not in seen]
-                seen.update(i.ref for i in items)
-                if held is not None:
-                    yield Batch(items=held, cursor=None, initial=initial)
-                held = items
+                run.budget -= 1
+                if run.started is None:
+                    run.started = page.server_time or self.clock.now()
+                    run.first_total = page.total_elements
+                extra: list[Inbound] = []
+                if previous is not None and page.total_elements != previous.total_elements:
+                    # the result set changed between two pages: items may have moved back
+                    # onto the page just read; read it again and take what is new there
+                    extra = await self._reread(since, previous.number, run,
+                                               "desc" if head else "asc")
+                run.note(page)
+                before, items = self._split(extra + self._page_items(page), run, progress)
+                if before:
+                    yield Batch(items=before, cursor=None, initial=True)
+                if head:
+                    cursor = progress.encode()
+                elif page.next_page is None:
+                    stable = run.stable()
+                    if not stable:
+                        log.info("help scout listing shrank while paging; watermark kept",
+                                 mailbox=self.settings.mailbox_id)
+                    cursor = progress.at_page(page.number, run.started).completed(
+                        advance=stable).encode()
+                else:
+                    cursor = progress.at_page(page.next_page, run.started).encode()
+                yield Batch(items=items, cursor=cursor, initial=initial)
+                if page.next_page is None or (head and _reaches_back(page, since)):
+                    run.finished = True
+                    break
+                previous = page
         finally:
             await pages.aclose()
-        cursor = None
-        if stable:
-            mark = started or self.clock.now()
-            cursor = iso_z(max(mark, watermark) if watermark is not None else mark)
-        else:
-            log.info("help scout listing changed while paging; watermark kept",
+        if not run.finished and run.budget <= 0 and not head:
+            log.info("help scout list budget for this cycle spent; the pass resumes next cycle",
                      mailbox=self.settings.mailbox_id)
-        yield Batch(items=held or [], cursor=cursor, initial=initial)
+
+    def _split(self, items: list[Inbound], run: _Run,
+               progress: Progress) -> tuple[list[Inbound], list[Inbound]]:
+        """The page's new items: threads from before the first start (recorded, never
+        answered: they go in a backfill batch of their own), and the rest."""
+        fresh = [i for i in items if i.ref not in run.refs]
+        run.refs.update(i.ref for i in fresh)
+        floor = progress.floor
+        if floor is None:
+            return [], fresh
+        return ([i for i in fresh if i.received_at < floor],
+                [i for i in fresh if i.received_at >= floor])
+
+    async def _reread(self, since: datetime | None, number: int, run: _Run,
+                      sort_order: str) -> list[Inbound]:
+        if run.budget <= 0:
+            return []
+        run.budget -= 1
+        run.shifts += 1
+        log.info("help scout page shift detected; page read again",
+                 mailbox=self.settings.mailbox_id, page=number)
+        pages = self.client.conversation_pages(self.settings.mailbox_id, since,
+                                               start_page=number, sort_order=sort_order)
+        try:
+            page = await self._next_page(pages)
+        finally:
+            await pages.aclose()
+        return self._page_items(page) if page is not None else []
 
     async def _next_page(self, pages: AsyncGenerator[Page, None]) -> Page | None:
         try:
@@ -125,13 +209,13 @@ class HelpScoutSource:
                 continue
             if conversation.get("state", "published") != "published":
                 continue  # drafts and deleted conversations are nobody's ticket yet
-            if conversation.get("status") == "spam":
-                continue
+            spam = conversation.get("status") == HelpScoutStatus.SPAM
             embedded = conversation.get("_embedded")
             threads = embedded.get("threads") if isinstance(embedded, dict) else None
             for thread in sorted(threads or [], key=_thread_order):
                 item = self.inbound(conversation, thread)
-                if item is not None:
+                # spam is nobody's ticket; only the people's changes to it are read
+                if item is not None and not (spam and item.change is None):
                     items.append(item)
         return items
 
@@ -149,10 +233,14 @@ class HelpScoutSource:
         return "agent"
 
     def inbound(self, conversation: dict[str, Any], thread: dict[str, Any]) -> Inbound | None:
-        """The Inbound for one thread, or None for threads that are not messages."""
+        """The Inbound for one thread, or None for threads that are neither messages nor
+        a person's change (notes, drafts, merges, imports)."""
         if thread.get("type") not in THREAD_TYPES:
             return None
         if thread.get("state", "published") != "published":
+            return None
+        change = _change(thread)
+        if thread.get("type") == "lineitem" and change is None:
             return None
         conv_id = conversation.get("id")
         thread_id = thread.get("id")
@@ -172,6 +260,9 @@ class HelpScoutSource:
             email = person.get("email") or ""
             customer_id = customer.get("id") or primary.get("id")
         body = str(thread.get("body") or "")
+        if change is not None:
+            action = thread.get("action") or {}
+            body = html.escape(str(action.get("text") or change.value))
         name = " ".join(str(person.get(k) or "") for k in ("first", "last")).strip()
         message = Message(
             source=SourceKind.HELPSCOUT, message_id=None, from_addr=str(email).strip().lower(),
@@ -183,10 +274,13 @@ class HelpScoutSource:
             conversation_id=conv_id, conversation_number=conversation.get("number"),
             thread_id=thread_id, customer_id=customer_id if isinstance(customer_id, int) else None,
             tags=tuple(_tags(conversation)),
-            content_hash=hashlib.sha256(f"{conv_id}\0{thread_id}\0{body}".encode()).hexdigest())
+            content_hash=thread_fingerprint(thread, body))
+        status = thread.get("status")
+        if status not in set(HelpScoutStatus):  # "nochange", or absent: the conversation's
+            status = conversation.get("status")
         return Inbound(source=SourceKind.HELPSCOUT, ref=f"helpscout:{conv_id}:{thread_id}",
                        received_at=created, message=message, author=author,
-                       status=conversation.get("status"))
+                       status=status, change=change)
 
     # -- waking up --------------------------------------------------------------------------
     def wake(self) -> None:
@@ -236,10 +330,70 @@ class HelpScoutSource:
             self.receiver = None
 
 
+@dataclass
+class _Run:
+    """One cycle's reading of a listing: its request budget and what it saw."""
+
+    budget: int
+    started: datetime | None = None
+    first_total: int | None = None
+    last_total: int | None = None
+    created_since_start: set[int] = field(default_factory=set)
+    refs: set[str] = field(default_factory=set)
+    shifts: int = 0
+    finished: bool = False
+
+    def note(self, page: Page) -> None:
+        """Conversations created after the first page was answered were not in its total."""
+        self.last_total = page.total_elements
+        for conversation in page.items:
+            created = parse_time(conversation.get("createdAt"))
+            if (self.started is not None and created is not None and created > self.started
+                    and isinstance(conversation.get("id"), int)):
+                self.created_since_start.add(conversation["id"])
+
+    def stable(self) -> bool:
+        """False when something may have been skipped: the result set lost more than the
+        conversations created while we paged brought in (an insert hides a delete)."""
+        if self.first_total is None or self.last_total is None:
+            return True
+        return self.last_total >= self.first_total + len(self.created_since_start)
+
+
+def _reaches_back(page: Page, since: datetime | None) -> bool:
+    """A newest-first page holding a conversation created before ``since``: the rest are older."""
+    created = [parse_time(c.get("createdAt")) for c in page.items]
+    return since is None or any(c is not None and c < since for c in created)
+
+
 def _thread_order(thread: dict[str, Any]) -> tuple[datetime, int]:
     thread_id = thread.get("id")
     return (parse_time(thread.get("createdAt")) or EPOCH,
             thread_id if isinstance(thread_id, int) else 0)
+
+
+def thread_fingerprint(thread: dict[str, Any], body: str) -> str:
+    """What a thread is, whichever conversation holds it: who wrote what, when.
+
+    A merge moves threads into the surviving conversation, where they arrive under new
+    references (and possibly new ids); the same fingerprint recognises them there.
+    """
+    person = thread.get("createdBy") or {}
+    text = f"{thread.get('type')}\0{person.get('id')}\0{thread.get('createdAt')}\0{body}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _change(thread: dict[str, Any]) -> LineItem | None:
+    """The change a line item records, when it is one the bot acts on."""
+    if thread.get("type") != "lineitem":
+        return None
+    kind = str((thread.get("action") or {}).get("type") or "")
+    if kind == LineItem.STATUS or (kind in WORKFLOWS and thread.get("status") in (
+            HelpScoutStatus.CLOSED, HelpScoutStatus.SPAM)):
+        return LineItem.STATUS
+    if kind == LineItem.ASSIGNEE:
+        return LineItem.ASSIGNEE
+    return None
 
 
 def _tags(conversation: dict[str, Any]) -> list[str]:

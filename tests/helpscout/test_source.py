@@ -17,8 +17,10 @@ from bot.demo.fake_helpscout import FakeHelpScout
 from bot.errors import AuthError, SourceError
 from bot.helpscout import marker
 from bot.helpscout.client import HelpScoutClient
+from bot.helpscout.progress import Progress
 from bot.sources.base import Batch
 from bot.sources.helpscout import HelpScoutSource
+from bot.vocab import LineItem
 from tests.helpscout.conftest import BASE, MemoryCursors, hs_settings, payload, run
 
 RATE = {"X-RateLimit-Limit-Minute": "400", "X-RateLimit-Remaining-Minute": "390"}
@@ -53,19 +55,30 @@ def drain(clock: FakeClock, cursors: MemoryCursors | None = None, *,
     return run(go())
 
 
+def mark(batch: Batch) -> datetime | None:
+    return Progress.decode(batch.cursor).watermark
+
+
 def test_first_pass_yields_one_batch_per_page_and_the_cursor_last(api: respx.MockRouter,
                                                                   clock: FakeClock) -> None:
     listing = api.get("/v2/conversations").mock(side_effect=[
         page("conversations-page-1"), page("conversations-page-2")])
     first, second = drain(clock)
     assert first.initial and second.initial
-    assert first.cursor is None  # an interrupted first sync starts again, still as backfill
-    assert second.cursor == "2026-11-16T10:00:05Z"  # the server's time when the pass began
-    assert "modifiedSince" not in listing.calls[0].request.url.params
+    # progress is saved per page; the first sync stays a backfill until it completes
+    assert Progress.decode(first.cursor).watermark is None
+    assert Progress.decode(first.cursor).pass_page == 2
+    done = Progress.decode(second.cursor)
+    assert done.watermark == datetime(2026, 11, 16, 10, 0, 5, tzinfo=UTC)  # the server's time
+    assert not done.in_pass and done.floor == datetime(2026, 11, 15, 10, 0, tzinfo=UTC)
+    # the first listing reaches back SUPPORTBOT_BACKFILL_HOURS only, not the whole mailbox
+    assert listing.calls[0].request.url.params["modifiedSince"] == "2026-11-15T10:00:00Z"
     items = first.items + second.items
     assert [i.ref for i in items] == ["helpscout:7001:9001", "helpscout:7002:9003",
-                                      "helpscout:7003:9006", "helpscout:7003:9007"]
-    assert [i.author for i in items] == ["customer", "customer", "customer", "agent"]
+                                      "helpscout:7003:9006", "helpscout:7003:9007",
+                                      "helpscout:7003:9008"]
+    assert [i.author for i in items] == ["customer", "customer", "customer", "agent", "agent"]
+    assert items[4].change == LineItem.STATUS and items[4].status == "pending"
     dana = items[0]
     assert dana.source == "helpscout" and dana.status == "active"
     assert dana.received_at == datetime(2026, 11, 16, 8, 42, tzinfo=UTC)
@@ -94,7 +107,7 @@ def test_next_pass_reads_from_the_watermark_minus_the_overlap(api: respx.MockRou
     assert listing.calls[0].request.url.params["modifiedSince"] == "2026-11-16T08:58:00Z"
     assert listing.calls[0].request.url.params["status"] == "all"
     assert not batch.initial and batch.items == []
-    assert batch.cursor == "2026-11-16T10:00:05Z"
+    assert mark(batch) == datetime(2026, 11, 16, 10, 0, 5, tzinfo=UTC)
 
 
 def test_the_watermark_never_moves_back(api: respx.MockRouter, clock: FakeClock) -> None:
@@ -102,7 +115,7 @@ def test_the_watermark_never_moves_back(api: respx.MockRouter, clock: FakeClock)
         return_value=page("conversations-empty", date="Mon, 16 Nov 2026 08:00:00 GMT"))
     cursors = MemoryCursors({"helpscout:42": "2026-11-16T09:00:00Z"})
     (batch,) = drain(clock, cursors)
-    assert batch.cursor == "2026-11-16T09:00:00Z"
+    assert mark(batch) == datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 
 def test_a_thread_seen_on_two_pages_is_yielded_once(api: respx.MockRouter,
@@ -112,17 +125,67 @@ def test_a_thread_seen_on_two_pages_is_yielded_once(api: respx.MockRouter,
         0, copy.deepcopy(payload("conversations-page-1")["_embedded"]["conversations"][0]))
     api.get("/v2/conversations").mock(side_effect=[page("conversations-page-1"), page(second)])
     refs = [i.ref for b in drain(clock) for i in b.items]
-    assert len(refs) == len(set(refs)) == 4
+    assert len(refs) == len(set(refs)) == 5
 
 
 def test_a_listing_that_shrank_while_paging_keeps_the_watermark(api: respx.MockRouter,
                                                                 clock: FakeClock) -> None:
     second = payload("conversations-page-2")
     second["page"]["totalElements"] = 2  # one conversation vanished (deleted, merged)
+    listing = api.get("/v2/conversations").mock(side_effect=[
+        page("conversations-page-1"), page(second), page("conversations-page-1")])
+    cursors = MemoryCursors({"helpscout:42": "2026-11-16T09:00:00Z"})
+    batches = drain(clock, cursors)
+    # the page before the change is read again: what moved back onto it is not skipped
+    assert [c.request.url.params["page"] for c in listing.calls] == ["1", "2", "1"]
+    assert [mark(b) for b in batches] == [datetime(2026, 11, 16, 9, 0, tzinfo=UTC)] * 2
+    assert not Progress.decode(batches[-1].cursor).in_pass  # the next pass reads it all again
+
+
+def test_an_insert_hiding_a_delete_keeps_the_watermark(api: respx.MockRouter,
+                                                       clock: FakeClock) -> None:
+    """The total did not change, but a conversation created while we paged is on the last
+    page: one that was there at the start must have left, and may have shifted one past us."""
+    second = payload("conversations-page-2")
+    second["_embedded"]["conversations"][0]["createdAt"] = "2026-11-16T10:00:30Z"
     api.get("/v2/conversations").mock(side_effect=[page("conversations-page-1"), page(second)])
     cursors = MemoryCursors({"helpscout:42": "2026-11-16T09:00:00Z"})
     batches = drain(clock, cursors)
-    assert [b.cursor for b in batches] == [None, None]
+    assert mark(batches[-1]) == datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+
+
+def test_a_resumed_pass_reads_new_conversations_first_and_overlaps_a_page(
+        api: respx.MockRouter, clock: FakeClock) -> None:
+    listing = api.get("/v2/conversations").mock(side_effect=[
+        page("conversations-empty"), page("conversations-page-1"), page("conversations-page-2")])
+    cursors = MemoryCursors({"helpscout:42": Progress(
+        watermark=datetime(2026, 11, 16, 6, 0, tzinfo=UTC),
+        pass_since=datetime(2026, 11, 16, 5, 58, tzinfo=UTC), pass_page=2,
+        pass_started=datetime(2026, 11, 16, 9, 50, tzinfo=UTC)).encode()})
+    batches = drain(clock, cursors)
+    head, *rest = [c.request.url.params for c in listing.calls]
+    assert (head["sortOrder"], head["modifiedSince"]) == ("desc", "2026-11-16T09:48:00Z")
+    assert [(p["sortOrder"], p["page"]) for p in rest] == [("asc", "1"), ("asc", "2")]
+    assert rest[0]["modifiedSince"] == "2026-11-16T05:58:00Z"
+    assert mark(batches[-1]) == datetime(2026, 11, 16, 9, 50, tzinfo=UTC)
+
+
+def test_the_list_budget_stops_a_pass_and_saves_where(api: respx.MockRouter,
+                                                      clock: FakeClock) -> None:
+    api.get("/v2/conversations").mock(side_effect=[page("conversations-page-1")])
+
+    async def go() -> list[Batch]:
+        client = HelpScoutClient(hs_settings(), clock=clock)
+        source = HelpScoutSource(client, hs_settings(), MemoryCursors(), poll_seconds=30,
+                                 clock=clock, own_user_id=99, list_budget=1)
+        try:
+            return [b async for b in source.batches()]
+        finally:
+            await client.aclose()
+
+    (batch,) = run(go())
+    saved = Progress.decode(batch.cursor)
+    assert saved.in_pass and saved.pass_page == 2 and saved.watermark is None
 
 
 def test_listing_failures_are_source_errors_and_refused_credentials_auth_errors(
@@ -161,9 +224,11 @@ def test_authors(fields: dict[str, Any], author: str, clock: FakeClock) -> None:
     assert item.message is not None and "\u2060" not in item.message.text
 
 
-@pytest.mark.parametrize("fields", [{"type": "note"}, {"type": "lineitem"}, {"state": "draft"},
-                                    {"type": "chat"}])
-def test_notes_line_items_and_drafts_are_not_messages(fields: dict[str, Any],
+@pytest.mark.parametrize("fields", [
+    {"type": "note"}, {"type": "lineitem", "action": {"type": "merged", "text": "merged"}},
+    {"type": "lineitem", "action": {"type": "automatic-workflow"}, "status": "nochange"},
+    {"state": "draft"}, {"type": "chat"}])
+def test_notes_merges_workflows_and_drafts_are_not_messages(fields: dict[str, Any],
                                                       clock: FakeClock) -> None:
     source = HelpScoutSource(HelpScoutClient(hs_settings(), clock=clock), hs_settings(),
                              MemoryCursors(), poll_seconds=30, clock=clock, own_user_id=99)
@@ -211,10 +276,10 @@ def test_a_poll_after_our_reply_sees_it_as_ours_and_the_customers_answer(clock: 
     assert only.message.from_addr == "lee@example.com" and only.message.from_name == "Lee Park"
     seen = {i.ref: (i.author, i.status) for b in second for i in b.items}
     threads = fake.threads(conv)
-    assert seen[f"helpscout:{conv}:{threads[1]['id']}"] == ("self", "active")
+    assert seen[f"helpscout:{conv}:{threads[1]['id']}"] == ("self", "pending")  # its own
     assert seen[f"helpscout:{conv}:{threads[2]['id']}"] == ("customer", "active")
     assert all(f":{spam}:" not in ref for ref in seen)
-    assert second[-1].cursor is not None and second[-1].cursor > cursors["helpscout:42"]
+    assert mark(second[-1]) > Progress.decode(cursors["helpscout:42"]).watermark
 
 
 def test_wait_returns_on_wake_or_after_the_timeout(clock: FakeClock) -> None:
