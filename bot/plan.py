@@ -74,6 +74,9 @@ class Planner:
              owner: str | None = None, extra: dict[str, object] | None = None,
              helpscout_status: HelpScoutStatus | None = None) -> list[int]:
         """Plan one logical message; returns the new outbox ids (empty if planned before)."""
+        if kind == MessageKind.FORWARD and len(to) == 1:
+            # a forward to two owners is two copies: each needs its own idempotency key
+            trigger = f"{trigger}:{to[0].lower()}"
         name = template or spec(kind).template or kind.value
         ctx = self.context(ticket, ruleset, kind=kind, rule=rule, owner=owner,
                            original_text=original_text(original), extra=extra)
