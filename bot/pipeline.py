@@ -1,8 +1,9 @@
 """One inbound item -> ledger entry, ticket, decision, planned sends and timers.
 
-Each batch from a source is recorded in one transaction together with the source's
-cursor; each item inside it in its own savepoint, so one bad message is quarantined
-without costing its neighbours. Nothing here sends: the outbox does, afterwards.
+Each item of a batch is recorded in its own transaction, so one bad message is quarantined
+without costing its neighbours and a killed worker loses at most the item in hand; the
+source's cursor is stored after the batch (an item recorded before a crash is "known" when
+it is read again). Nothing here sends: the outbox does, afterwards.
 """
 
 from __future__ import annotations
@@ -87,10 +88,9 @@ class Pipeline:
 
     # -- batches ------------------------------------------------------------------------
     def ingest_batch(self, source_key: str, batch: Batch, now: datetime) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+        outcomes = [self._ingest_safely(item, now, initial=batch.initial)
+                    for item in batch.items]
         with self.store.transaction():
-            for item in batch.items:
-                outcomes.append(self._ingest_safely(item, now, initial=batch.initial))
             if batch.cursor is not None:
                 self.store.set_cursor(source_key, batch.cursor, now)
             if source_key != "quarantine":
@@ -129,6 +129,11 @@ class Pipeline:
 
     # -- one item -----------------------------------------------------------------------
     def _ingest(self, item: Inbound, now: datetime, *, initial: bool) -> Outcome:
+        if item.error is not None:
+            log.warning("message quarantined", ref=item.ref, source=item.source,
+                        reason=item.error)
+            self._quarantine(item, now, item.error)
+            return Outcome(item.ref, "quarantined", detail=item.error)
         if item.message is not None:
             msg = item.message
         else:

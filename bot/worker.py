@@ -10,6 +10,7 @@ SIGHUP reloads rules.yaml and templates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,9 @@ from bot.store.database import Dialect
 log = structlog.get_logger(__name__)
 
 AUTH_RETRY = timedelta(minutes=10)
+# A cycle that raised (the file system or the network: EMFILE, a full disk) is retried
+# after 1, 2, 4 ... seconds, at most this many; the worker never exits for it.
+CYCLE_RETRY_MAX = 60.0
 
 
 OUTCOMES_KEPT = 1000  # per cycle report; `counts` covers every item
@@ -103,6 +107,7 @@ class Worker:
         self._lease_keeper: asyncio.Task[None] | None = None
         self.stop_event = asyncio.Event()
         self._reload_requested = False
+        self.cycle_retry_base = 1.0  # seconds before the first retry of a failed cycle
         self._paused_until: dict[str, datetime] = {}
         self._apply_rules()
 
@@ -195,6 +200,10 @@ class Worker:
         except SourceError as exc:
             report.source_errors[source.name] = str(exc)
             log.error("source unreachable", source=source.name, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others
+            error = f"{type(exc).__name__}: {exc}"
+            report.source_errors[source.name] = error
+            log.error("source failed; next cycle tries again", source=source.name, error=error)
 
     def _retry_quarantined(self, report: CycleReport) -> None:
         """Messages an operator handed back (`supportbot quarantine retry ID`)."""
@@ -218,14 +227,29 @@ class Worker:
         self._install_signals()
         log.info("worker started", sources=[s.name for s in self.sources],
                  channels=sorted(self.channels), dry_run=self.settings.dry_run)
+        failures = 0
         try:
             while not self.stop_event.is_set():
-                report = await self.cycle()
+                try:
+                    report = await self.cycle()
+                except Exception as exc:  # noqa: BLE001 - only a signal stops the worker
+                    failures += 1
+                    delay = min(CYCLE_RETRY_MAX, self.cycle_retry_base * 2.0 ** (failures - 1))
+                    log.error("cycle failed; retrying", error=f"{type(exc).__name__}: {exc}",
+                              failures=failures, retry_in=delay)
+                    await self._pause(delay)
+                    continue
+                failures = 0
                 if self.stop_event.is_set():
                     break
                 await self._wait(self._next_wake_seconds(report))
         finally:
             log.info("worker stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off after a failed cycle; a stop request ends the pause at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), seconds)
 
     def _next_wake_seconds(self, report: CycleReport) -> float:
         now = self.clock.now()

@@ -36,6 +36,9 @@ def collect(store: Store) -> dict[str, Any]:
         "failed_sends": [{"id": r.id, "ticket": r.ticket_id, "kind": r.kind,
                           "to": list(r.recipients), "error": r.last_error,
                           "at": to_iso(r.created_at)} for r in store.failed_sends()],
+        "timers_failed": [{"ticket": t.ticket_id, "kind": t.kind,
+                           "at": to_iso(t.done_at) if t.done_at else None, "reason": t.note}
+                          for t in store.failed_timers()],
         "quarantined": [{"id": r.id, "ref": r.ref, "error": r.error, "at": to_iso(r.at)}
                         for r in store.quarantined()],
         "undeliverable": [{"address": r.address, "at": to_iso(r.at), "reason": r.reason}
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     for f in data["failed_sends"]:
         print(f"Failed/suppressed send #{f['id']} ({f['kind']}, ticket #{f['ticket']}) to "
               f"{', '.join(f['to'])}: {f['error']}")
+    for t in data["timers_failed"]:
+        print(f"Failed timer {t['kind']} (ticket #{t['ticket']}): {t['reason']}")
     for q in data["quarantined"]:
         print(f"Quarantined #{q['id']} {q['ref']}: {q['error']}")
     for u in data["undeliverable"]:

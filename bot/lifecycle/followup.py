@@ -151,20 +151,37 @@ class Lifecycle:
         """Fire every due timer, each in its own transaction; returns (kind, ticket) fired."""
         fired: list[tuple[str, int]] = []
         for due in self.store.due_timers(now):
-            with self.store.transaction():
-                timer = self.store.claim_timer(due.id)  # None: fired or being fired elsewhere
-                if timer is None:
-                    continue
-                ticket = self.store.get_ticket(timer.ticket_id)
-                if ticket is None:
-                    self.store.finish_timer(timer.id, "cancelled", now, "ticket gone")
-                    continue
-                handler = self._handlers[TimerKind(timer.kind)]
-                did = handler(timer, ticket, now, ruleset, templates)
-                self.store.finish_timer(timer.id, "fired" if did else "cancelled", now)
-                if did:
-                    fired.append((timer.kind, ticket.id))
+            try:
+                did = self._fire_one(due.id, now, ruleset, templates)
+            except Exception as exc:  # noqa: BLE001 - one timer fails alone, the rest fire
+                self._timer_failed(due, now, f"{type(exc).__name__}: {exc}")
+                continue
+            if did:
+                fired.append((due.kind, due.ticket_id))
         return fired
+
+    def _fire_one(self, timer_id: int, now: datetime, ruleset: RuleSet,
+                  templates: Templates) -> bool:
+        with self.store.transaction():
+            timer = self.store.claim_timer(timer_id)  # None: fired or being fired elsewhere
+            if timer is None:
+                return False
+            ticket = self.store.get_ticket(timer.ticket_id)
+            if ticket is None:
+                self.store.finish_timer(timer.id, "cancelled", now, "ticket gone")
+                return False
+            handler = self._handlers[TimerKind(timer.kind)]
+            did = handler(timer, ticket, now, ruleset, templates)
+            self.store.finish_timer(timer.id, "fired" if did else "cancelled", now)
+            return did
+
+    def _timer_failed(self, timer: TimerRow, now: datetime, reason: str) -> None:
+        """Recorded against the timer (`status` lists it), never retried on every cycle."""
+        log.error("timer failed", ticket=timer.ticket_id, kind=timer.kind, reason=reason)
+        with self.store.transaction():
+            if self.store.finish_timer(timer.id, "failed", now, reason[:500]):
+                self.store.log(now, timer.ticket_id, "timer failed",
+                               f"{timer.kind}: {reason[:500]}")
 
     def _still_waiting(self, timer: TimerRow, ticket: Ticket) -> bool:
         if not awaiting_requester(ticket.state):

@@ -35,6 +35,9 @@ class Inbound:
     author: Literal["customer", "agent", "self"] = "customer"
     status: str | None = None
     change: LineItem | None = None
+    # The source could not read or convert the item: the pipeline quarantines it with this
+    # reason (whatever raw form there is is kept), and the other items go on.
+    error: str | None = None
 
 
 @dataclass(frozen=True)

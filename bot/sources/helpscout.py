@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import html
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from bot.helpscout.errors import HelpScoutUnavailable
 from bot.helpscout.progress import Progress
 from bot.helpscout.text import html_to_text
 from bot.helpscout.webhook import WebhookReceiver
+from bot.mail.unicode import plain_unicode
 from bot.model import Message
 from bot.sources.base import Batch, CursorStore, Inbound
 from bot.vocab import HelpScoutStatus, LineItem, SourceKind
@@ -213,13 +215,28 @@ class HelpScoutSource:
             embedded = conversation.get("_embedded")
             threads = embedded.get("threads") if isinstance(embedded, dict) else None
             for thread in sorted(threads or [], key=_thread_order):
-                item = self.inbound(conversation, thread)
+                item = self._inbound_safely(conversation, thread)
                 # spam is nobody's ticket; only the people's changes to it are read
                 if item is not None and not (spam and item.change is None):
                     items.append(item)
         return items
 
     # -- one thread -------------------------------------------------------------------------
+    def _inbound_safely(self, conversation: dict[str, Any],
+                        thread: dict[str, Any]) -> Inbound | None:
+        """A thread that cannot be read becomes an item in error, which the pipeline
+        quarantines with the reason: it must not stop every later conversation."""
+        try:
+            return self.inbound(conversation, thread)
+        except Exception as exc:  # noqa: BLE001 - hostile thread bodies fail in many ways
+            conv_id, thread_id = conversation.get("id"), thread.get("id")
+            log.warning("help scout thread unreadable", conversation=conv_id, thread=thread_id,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+            return Inbound(source=SourceKind.HELPSCOUT, ref=f"helpscout:{conv_id}:{thread_id}",
+                           received_at=self.clock.now(),
+                           raw=json.dumps(thread, default=str)[:1_000_000].encode(),
+                           error=f"unreadable Help Scout thread: {type(exc).__name__}: {exc}"[:500])
+
     def author(self, thread: dict[str, Any]) -> Author:
         if thread.get("type") == "customer":
             return "customer"  # even if it quotes our reply, fingerprint and all
@@ -259,14 +276,14 @@ class HelpScoutSource:
         else:
             email = person.get("email") or ""
             customer_id = customer.get("id") or primary.get("id")
-        body = str(thread.get("body") or "")
+        body = plain_unicode(str(thread.get("body") or ""))
         if change is not None:
             action = thread.get("action") or {}
             body = html.escape(str(action.get("text") or change.value))
-        name = " ".join(str(person.get(k) or "") for k in ("first", "last")).strip()
+        name = plain_unicode(" ".join(str(person.get(k) or "") for k in ("first", "last")).strip())
         message = Message(
             source=SourceKind.HELPSCOUT, message_id=None, from_addr=str(email).strip().lower(),
-            from_name=name, subject=str(conversation.get("subject") or ""),
+            from_name=name, subject=plain_unicode(str(conversation.get("subject") or "")),
             text=marker.strip(html_to_text(body)), html=body or None,
             to=tuple(str(a).lower() for a in thread.get("to") or ()),
             cc=tuple(str(a).lower() for a in thread.get("cc") or ()),

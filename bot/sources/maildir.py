@@ -17,6 +17,10 @@ from pathlib import Path
 from bot.sources.base import Batch, CursorStore, Inbound
 from bot.vocab import SourceKind
 
+# A batch is read whole before it is recorded: past this many bytes the next message starts
+# a new batch, so twenty 50 MB mails are read (and held) one at a time.
+BATCH_BYTES = 8 * 1024 * 1024
+
 
 class MaildirSource:
     name = "maildir"
@@ -42,7 +46,11 @@ class MaildirSource:
                 if entry.name.startswith(".") or not entry.is_file():
                     continue
                 key = entry.name.split(mailbox.Maildir.colon, 1)[0]
-                found.append((entry.stat().st_mtime, key, Path(entry.path)))
+                try:
+                    mtime = entry.stat().st_mtime
+                except OSError:  # gone since the listing (a client moved it): next scan
+                    continue
+                found.append((mtime, key, Path(entry.path)))
         found.sort()
         return found
 
@@ -54,19 +62,40 @@ class MaildirSource:
         if not pending and initial:
             yield Batch(items=[], cursor="seen", initial=True)
             return
-        for start in range(0, len(pending), self.batch_size):
-            items: list[Inbound] = []
-            for mtime, key, path in pending[start:start + self.batch_size]:
-                try:
-                    raw = path.read_bytes()
-                except FileNotFoundError:  # moved to cur/ by a mail client meanwhile
-                    moved = next(iter((self.path / "cur").glob(key + "*")), None)
-                    if moved is None:
-                        continue
-                    raw = moved.read_bytes()
-                items.append(Inbound(source=SourceKind.MAILDIR, ref=f"maildir:{key}", raw=raw,
-                                     received_at=datetime.fromtimestamp(mtime, UTC)))
+        items: list[Inbound] = []
+        size = 0
+        for mtime, key, path in pending:
+            item = self._read(mtime, key, path)
+            if item is None:
+                continue
+            if items and size + len(item.raw or b"") > BATCH_BYTES:
+                yield Batch(items=items, cursor="seen", initial=initial)
+                items, size = [], 0
+            items.append(item)
+            size += len(item.raw or b"")
+            if len(items) >= self.batch_size:
+                yield Batch(items=items, cursor="seen", initial=initial)
+                items, size = [], 0
+        if items:
             yield Batch(items=items, cursor="seen", initial=initial)
+
+    def _read(self, mtime: float, key: str, path: Path) -> Inbound | None:
+        """One file, read when its turn comes; an unreadable one is an item in error, which
+        the pipeline quarantines (with the reason) instead of failing every cycle on it."""
+        ref = f"maildir:{key}"
+        received = datetime.fromtimestamp(mtime, UTC)
+        try:
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:  # moved to cur/ by a mail client meanwhile
+                moved = next(iter((self.path / "cur").glob(key + "*")), None)
+                if moved is None:
+                    return None
+                raw = moved.read_bytes()
+        except OSError as exc:
+            return Inbound(source=SourceKind.MAILDIR, ref=ref, received_at=received,
+                           error=f"unreadable file {path.name}: {exc.strerror or exc}")
+        return Inbound(source=SourceKind.MAILDIR, ref=ref, raw=raw, received_at=received)
 
     def wake(self) -> None:
         self._wake.set()

@@ -444,6 +444,12 @@ class Store:
                 (ticket_id,))
         return [TimerRow.of(r) for r in rows]
 
+    def failed_timers(self, limit: int = 20) -> list[TimerRow]:
+        """Timers that raised when they fired, newest first, with the reason in ``note``."""
+        return [TimerRow.of(r) for r in self.db.rows(
+            "SELECT * FROM timers WHERE status = 'failed' ORDER BY done_at DESC, id DESC"
+            " LIMIT ?", (limit,))]
+
     def finish_timer(self, timer_id: int, status: str, now: datetime,
                      note: str | None = None) -> bool:
         """Mark fired/cancelled; False when it was not pending (someone got there first)."""
