@@ -45,7 +45,8 @@ def to_item(row: OutboxRow) -> OutboxItem:
     return OutboxItem(
         id=row.id, idem_key=row.idem_key, channel=row.channel, kind=row.kind,
         ticket_id=row.ticket_id, message_id=row.message_id, envelope_from=row.envelope_from,
-        recipients=row.recipients, payload=row.payload, attempts=row.attempts)
+        recipients=row.recipients, payload=row.payload, attempts=row.attempts,
+        planned_at=row.created_at)
 
 
 class Outbox:
@@ -156,6 +157,13 @@ class Outbox:
                      **({"remote_id": outcome.remote_id} if outcome.remote_id else {}))
             report.sent += 1
             report.sent_items.append(item)
+            return
+        if outcome.status == "suppressed":  # the channel's last look said no: recorded, kept
+            with self.store.transaction():
+                self.store.set_outbox_status(item.id, "suppressed", now, error=outcome.detail)
+                self.store.log(now, item.ticket_id, "suppressed",
+                               f"{item.kind}: {outcome.detail}")
+            log.info("send held back", **item.log_fields(), detail=outcome.detail)
             return
         attempts = item.attempts + 1
         with self.store.transaction():

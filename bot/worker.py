@@ -31,9 +31,10 @@ from bot.model import Headers
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner, Team
-from bot.sources.base import Batch, Inbound, Source
+from bot.sources.base import Batch, Inbound, Rereads, Source
 from bot.store import Store
 from bot.store.database import Dialect
+from bot.vocab import FOLLOWUP_TIMERS
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +146,7 @@ class Worker:
             await self._drain(source, report)
         if not self.stop_event.is_set():
             ruleset, templates = self.rules.current
+            await self._reread_before_timers(report)
             report.timers = self.lifecycle.fire_due(self.clock.now(), ruleset, templates)
             if maybe_send_report(self.store, self.planner, self.clock.now(), ruleset, templates):
                 report.timers.append(("report", 0))
@@ -204,6 +206,27 @@ class Worker:
             error = f"{type(exc).__name__}: {exc}"
             report.source_errors[source.name] = error
             log.error("source failed; next cycle tries again", source=source.name, error=error)
+
+    async def _reread_before_timers(self, report: CycleReport) -> None:
+        """Help Scout: before a check-in or closure, its conversation is read once more, so
+        an agent's reply, close, spam mark or assignment since the last poll cancels it."""
+        conversations: set[int] = set()
+        for timer in self.store.due_timers(self.clock.now()):
+            ticket = self.store.get_ticket(timer.ticket_id) \
+                if timer.kind in FOLLOWUP_TIMERS else None
+            if ticket is not None and ticket.conversation_id is not None:
+                conversations.add(ticket.conversation_id)
+        for source in self.sources:
+            if not conversations or not isinstance(source, Rereads):
+                continue
+            try:
+                async for batch in source.reread(sorted(conversations)):
+                    report.add(self.pipeline.ingest_batch(source.cursor_key, batch,
+                                                          self.clock.now()),
+                               whole=self.settings.dry_run)
+            except (AuthError, SourceError) as exc:  # the channel still looks before sending
+                log.warning("could not read conversations again before their timers",
+                            source=source.name, error=str(exc))
 
     def _retry_quarantined(self, report: CycleReport) -> None:
         """Messages an operator handed back (`supportbot quarantine retry ID`)."""

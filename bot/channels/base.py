@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 
@@ -25,6 +26,7 @@ class OutboxItem:
     recipients: tuple[str, ...]
     payload: bytes
     attempts: int = 0
+    planned_at: datetime | None = None  # when the decision was recorded
 
     def log_fields(self) -> dict[str, object]:
         """What every log line about this message names, so one grep finds its whole story."""
@@ -32,12 +34,14 @@ class OutboxItem:
                 "channel": self.channel, "message_id": self.message_id}
 
 
-SendStatus = Literal["sent", "retry", "failed"]
+SendStatus = Literal["sent", "retry", "failed", "suppressed"]
 
 
 @dataclass(frozen=True)
 class SendOutcome:
-    """``retry``: temporary (4xx, network), try again later; ``failed``: permanent (5xx)."""
+    """``retry``: temporary (4xx, network), try again later; ``failed``: permanent (5xx);
+    ``suppressed``: deliberately not sent (Help Scout: an agent closed or answered it in
+    between), recorded as such and never retried."""
 
     status: SendStatus
     detail: str = ""

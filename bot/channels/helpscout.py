@@ -20,6 +20,7 @@ from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 from bot.errors import AuthError, HelpScoutError
 from bot.helpscout.client import HelpScoutClient
 from bot.helpscout.errors import ConversationGone, HelpScoutUnavailable, ThreadLimitReached
+from bot.helpscout.guard import reply_status_now
 from bot.helpscout.ops import AssignOp, NoteOp, Op, ReplyOp, StatusOp, TagsOp, parse_op
 
 log = structlog.get_logger(__name__)
@@ -54,7 +55,7 @@ class HelpScoutChannel:
         except ValueError as exc:
             return SendOutcome("failed", f"unreadable Help Scout operation: {exc}")
         try:
-            outcome = await self.execute(op, in_doubt=item.attempts > 0)
+            outcome = await self.execute(op, in_doubt=item.attempts > 0, item=item)
         except (ConversationGone, ThreadLimitReached) as exc:
             outcome = SendOutcome("failed", str(exc))
         except (HelpScoutUnavailable, AuthError) as exc:
@@ -72,14 +73,12 @@ class HelpScoutChannel:
                  conversation=op.conversation_id, status=outcome.status, detail=outcome.detail)
         return outcome
 
-    async def execute(self, op: Op, *, in_doubt: bool = False) -> SendOutcome:
+    async def execute(self, op: Op, *, in_doubt: bool = False,
+                      item: OutboxItem | None = None) -> SendOutcome:
         client = self.client
         conv = op.conversation_id
         if isinstance(op, ReplyOp):
-            customer = op.customer_id or await self._customer(conv)
-            thread = await client.reply(conv, customer, op.body, op.status, op.marker,
-                                        op.user_id, check_first=in_doubt)
-            return self._sent(conv, f"reply thread {thread} (status {op.status})", thread)
+            return await self._reply(op, in_doubt=in_doubt, item=item)
         if isinstance(op, NoteOp):
             thread = await client.note(conv, op.body, op.marker, check_first=in_doubt)
             return self._sent(conv, f"note thread {thread}", thread)
@@ -94,13 +93,28 @@ class HelpScoutChannel:
             return self._sent(conv, f"status {op.status}")
         raise ValueError(f"unsupported operation {op!r}")
 
-    async def _customer(self, conversation_id: int) -> int:
-        """The conversation's customer, when the planner did not know the id."""
-        conversation = await self.client.get_conversation(conversation_id)
-        customer = (conversation.get("primaryCustomer") or {}).get("id")
+    async def _reply(self, op: ReplyOp, *, in_doubt: bool,
+                     item: OutboxItem | None) -> SendOutcome:
+        """Read the conversation first: its status now decides the reply's (`guard`)."""
+        client = self.client
+        conv = op.conversation_id
+        if in_doubt:
+            found = await client.find_marker(conv, op.marker)
+            if found is not None:
+                return self._sent(conv, f"reply thread {found} found in place", found)
+        conversation = await client.get_conversation(conv, embed_threads=True)
+        status, why = reply_status_now(
+            op.status, conversation, client.own_user_id, kind=item.kind if item else "",
+            planned_at=item.planned_at if item else None)
+        if status is None:
+            log.info("help scout reply held back", conversation=conv, reason=why)
+            return SendOutcome("suppressed", why)
+        customer = op.customer_id or (conversation.get("primaryCustomer") or {}).get("id")
         if not isinstance(customer, int):
-            raise ValueError(f"conversation {conversation_id} has no primary customer")
-        return customer
+            raise ValueError(f"conversation {conv} has no primary customer")
+        thread = await client.reply(conv, customer, op.body, status, op.marker, op.user_id)
+        detail = f"reply thread {thread} (status {status})" + (f"; {why}" if why else "")
+        return self._sent(conv, detail, thread)
 
     def _sent(self, conversation_id: int, detail: str, thread: int | None = None) -> SendOutcome:
         current = self.client.resolve(conversation_id)

@@ -126,6 +126,7 @@ class HelpScoutClient:
         self.max_backoff = max_backoff
         self.limiter = RateLimiter(self.clock, rate_window)
         self.merged: dict[int, int] = {}
+        self.own_user_id: int | None = None  # the app's user, once the source has learned it
         self.stats: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
             base_url=settings.base_url, transport=transport, timeout=timeout,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from bot.model import Message, SourceKind
 from bot.vocab import LineItem
@@ -72,3 +72,11 @@ class Source(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Rereads(Protocol):
+    """A source that can read given conversations again right now (Help Scout): before a
+    timer-driven reply, so what people did since the last poll is known first."""
+
+    def reread(self, conversation_ids: Sequence[int]) -> AsyncIterator[Batch]: ...

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import html
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -79,6 +79,8 @@ class HelpScoutSource:
         self.receiver: WebhookReceiver | None = None
         self._webhook_tried = False
         self._me_tried = own_user_id is not None
+        if own_user_id is not None:
+            client.own_user_id = own_user_id
         self._wake = asyncio.Event()
 
     # -- polling ----------------------------------------------------------------------------
@@ -193,6 +195,24 @@ class HelpScoutSource:
         finally:
             await pages.aclose()
         return self._page_items(page) if page is not None else []
+
+    async def reread(self, conversation_ids: Sequence[int]) -> AsyncIterator[Batch]:
+        """These conversations as they are now, one batch each (a merged one: its survivor)."""
+        await self._learn_own_user()
+        for conv in conversation_ids:
+            try:
+                conversation = await self.client.get_conversation(conv, embed_threads=True)
+            except HelpScoutUnavailable as exc:
+                raise SourceError(f"Help Scout mailbox {self.settings.mailbox_id}: {exc}") from exc
+            except AuthError:
+                raise
+            except HelpScoutError as exc:  # deleted (404) or refused: the timer decides alone
+                log.warning("help scout conversation could not be read again",
+                            conversation=conv, error=str(exc))
+                continue
+            page = Page(items=[conversation], number=1, total_elements=1, total_pages=1,
+                        server_time=None)
+            yield Batch(items=self._page_items(page), cursor=None, initial=False)
 
     async def _next_page(self, pages: AsyncGenerator[Page, None]) -> Page | None:
         try:
@@ -339,6 +359,7 @@ class HelpScoutSource:
         self._me_tried = True
         if isinstance(me.get("id"), int):
             self.own_user_id = me["id"]
+            self.client.own_user_id = me["id"]
 
     async def aclose(self) -> None:
         """The client belongs to the channel too; the channel closes it."""
