@@ -8,14 +8,14 @@ outbox rows, timers, activity, the ticket.
 from __future__ import annotations
 
 import email
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message as EmailMessage
 from pathlib import Path
 
 from bot.clock import FakeClock
 from bot.lifecycle.followup import Lifecycle
-from bot.model import Message
+from bot.model import Decision, Message
 from bot.pipeline import Pipeline
 from bot.plan import Planner, Team
 from bot.rules.reload import RulesHolder
@@ -74,7 +74,6 @@ class World:
     lifecycle: Lifecycle
     pipeline: Pipeline
     rules: RulesHolder
-    messages: list[Message] = field(default_factory=list)
 
     @property
     def ruleset(self) -> RuleSet:
@@ -100,6 +99,20 @@ class World:
             changes.setdefault("closed_at", self.clock.now())
         self.store.update_ticket(ticket.id, self.clock.now(), **changes)
         return self.reload(ticket)
+
+    def act(self, ticket: Ticket, msg: Message, decision: Decision,
+            trigger: str = "maildir:1") -> list[int]:
+        """Record ``decision`` on ``ticket`` and plan its sends (what ingestion does)."""
+        return self.pipeline.act(ticket, msg, decision, trigger, self.clock.now(),
+                                 self.ruleset, self.templates)
+
+    def reply(self, ticket: Ticket, msg: Message, trigger: str = "maildir:2") -> list[int]:
+        """A new message from the requester's side on ``ticket``."""
+        return self.lifecycle.requester_replied(ticket, msg, trigger, self.clock.now(),
+                                                self.ruleset, self.templates)
+
+    def fire(self) -> list[tuple[str, int]]:
+        return self.lifecycle.fire_due(self.clock.now(), self.ruleset, self.templates)
 
     def reload(self, ticket: Ticket) -> Ticket:
         got = self.store.get_ticket(ticket.id)

@@ -58,10 +58,8 @@ def decision(*actions: Action, owner: str | None = None, followup: bool = False)
                     actions=actions, owner=owner, followup=followup, topic="billing")
 
 
-def act(world: World, d: Decision, *, trigger: str = "maildir:1") -> list[int]:
-    ticket = world.ticket()
-    return world.pipeline.act(ticket, inbound(), d, trigger, world.clock.now(), world.ruleset,
-                              world.templates)
+def act(world: World, d: Decision) -> list[int]:
+    return world.act(world.ticket(), inbound(), d)
 
 
 # -- decision -> rows + timers + state, table-driven --------------------------------------
@@ -107,8 +105,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_a_decision_becomes_rows_timers_and_a_state(world: World, case: Case) -> None:
     ticket = world.ticket()
-    ids = world.pipeline.act(ticket, inbound(), case.decision, "maildir:1", START,
-                             world.ruleset, world.templates)
+    ids = world.act(ticket, inbound(), case.decision)
     after = world.reload(ticket)
     assert after.state == case.state
     assert (after.topic, after.owner) == ("billing", case.decision.owner)
@@ -276,8 +273,7 @@ def test_a_help_scout_reply_leaves_the_status_its_kind_names(hs_world: World,
 def test_a_help_scout_forward_assigns_notes_and_tells_the_requester(hs_world: World) -> None:
     ticket = hs_world.ticket(source=SourceKind.HELPSCOUT)
     d = decision(Action(A.FORWARD, ("123",), "forward", "billing"), owner="123")
-    hs_world.pipeline.act(ticket, inbound(), d, "hs:1", START, hs_world.ruleset,
-                          hs_world.templates)
+    hs_world.act(ticket, inbound(), d, "hs:1")
     rows = hs_world.outbox(ticket)
     parsed = [ops.parse_op(r.payload) for r in rows]
     assert [type(p) for p in parsed] == [ops.AssignOp, ops.NoteOp, ops.ReplyOp]
@@ -296,7 +292,6 @@ def test_help_scout_tags_carry_an_unusual_priority(hs_world: World, priority: Pr
     d = Decision(ignored=False, reason=None, priority=priority, tags=("billing",),
                  rules=("billing",),
                  actions=(Action(A.ACKNOWLEDGE, (REQUESTER,), "acknowledge", "billing"),))
-    hs_world.pipeline.act(ticket, inbound(), d, "hs:1", START, hs_world.ruleset,
-                          hs_world.templates)
+    hs_world.act(ticket, inbound(), d, "hs:1")
     found = [ops.parse_op(r.payload) for r in hs_world.outbox(ticket) if r.kind == K.TAGS]
     assert found == [ops.TagsOp(7001, tags)]
