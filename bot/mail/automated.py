@@ -281,9 +281,10 @@ def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset
         yield f"web form sender {msg.from_addr} without a Reply-To: nobody to answer"
     if msg.from_addr and not form and _ROBOT_SENDER.match(msg.from_addr):
         yield f"sender {msg.from_addr}"
-    for address in msg.reply_to[:1] if form else ():
-        if _ROBOT_SENDER.match(address):
-            yield f"Reply-To {address}"
+    for address in msg.reply_to[:1]:
+        if _ROBOT_SENDER.match(address) and address != msg.from_addr:
+            # whoever wrote it, every message we send would go to a robot
+            yield f"Reply-To {address}: our answers would reach a robot"
     if msg.return_path and _DAEMON.match(msg.return_path):
         yield f"Return-Path {msg.return_path}"
     if msg.from_name and _ROBOT_NAME.match(msg.from_name.strip()):

@@ -125,7 +125,10 @@ def test_web_form_senders_are_people_when_reply_to_names_one() -> None:
     assert detect(lone, setup) == ("web form sender noreply@forms.example.com without a "
                                    "Reply-To: nobody to answer")
     robot = form.replace("ann@customer.example", "no-reply@customer.example")
-    assert detect(robot, setup) == "Reply-To no-reply@customer.example"
+    assert detect(robot, setup) == ("Reply-To no-reply@customer.example: our answers would "
+                                    "reach a robot")
+    person = mail("From: ann@customer.example\nReply-To: noreply@customer.example\nSubject: x")
+    assert detect(person) == "Reply-To noreply@customer.example: our answers would reach a robot"
 
 
 def test_a_relay_stamping_auto_forwarded_keeps_other_signals() -> None:
