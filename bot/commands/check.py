@@ -1,12 +1,20 @@
-"""`supportbot check`: is rules.yaml valid and does every template render? Run before deploying."""
+"""`supportbot check`: is rules.yaml valid and does every template render? Run before deploying.
+
+With a state file it also reads the last day's ledger and warns (exit code unchanged) when
+the mail suggests a set-up that settings.mail does not cover (`bot.mail.setups`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.commands._common import setup
+from bot.commands._common import open_store, setup
+from bot.config import Settings
 from bot.errors import RulesError
+from bot.mail.automated import MailSetup
+from bot.mail.setups import Seen, suggestions
 from bot.rules.reload import load_set
 
 ORDER = 30
@@ -38,4 +46,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"ok: {len(ruleset.rules)} rules, {len(templates.names())} templates "
           f"({rules_path}, digest {ruleset.digest})")
+    for warning in _setup_warnings(settings, ruleset.settings.mail):
+        print(f"warning: {warning}")
     return 0
+
+
+def _setup_warnings(settings: Settings, setup: MailSetup) -> list[str]:
+    """What the last day's mail suggests about settings.mail; nothing without a state yet."""
+    if settings.state_url is None and not settings.state_path.is_file():
+        return []
+    store = open_store(settings)
+    try:
+        entries = store.ledger_since(datetime.now(UTC) - timedelta(days=1))
+    finally:
+        store.close()
+    return suggestions((Seen(e.status, e.reason) for e in entries), setup)

@@ -240,7 +240,9 @@ def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset
     if msg.from_addr and msg.from_addr in own_addresses and not (
             via_list and any(a not in own_addresses for a in msg.reply_to)):
         # a list in front of the support address rewrites the person's From to its own
-        yield f"from our own address {msg.from_addr}"
+        lists = [list_id(v) for _, v in headers.get("list-id", ())[:1]]
+        yield f"from our own address {msg.from_addr}" + "".join(
+            f" (via List-Id {name})" for name in lists)
 
     for name, value in headers.get("auto-submitted", ()):
         token = value.partition(";")[0].strip().lower()
@@ -280,7 +282,9 @@ def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset
     if form and not msg.reply_to:
         yield f"web form sender {msg.from_addr} without a Reply-To: nobody to answer"
     if msg.from_addr and not form and _ROBOT_SENDER.match(msg.from_addr):
-        yield f"sender {msg.from_addr}"
+        other = next((a for a in msg.reply_to if a != msg.from_addr), None)
+        # naming the Reply-To lets `check` spot a web form that settings.mail does not know
+        yield f"sender {msg.from_addr} (replies to {other})" if other else f"sender {msg.from_addr}"
     for address in msg.reply_to[:1]:
         if _ROBOT_SENDER.match(address) and address != msg.from_addr:
             # whoever wrote it, every message we send would go to a robot

@@ -178,6 +178,12 @@ class Store:
             " WHERE m.status = 'ticket' AND m.received_at >= ? ORDER BY m.id", (to_iso(since),))
         return [LedgerMessage.of(r) for r in rows]
 
+    def ledger_since(self, since: datetime) -> list[LedgerEntry]:
+        """Every message recorded since ``since``, whatever became of it (for `check`)."""
+        rows = self.db.rows(f"SELECT {LedgerEntry.COLUMNS} FROM messages WHERE received_at >= ?"
+                            " ORDER BY id", (to_iso(since),))
+        return [LedgerEntry.of(r) for r in rows]
+
     def ticket_messages(self, ticket_id: int) -> list[LedgerEntry]:
         return [LedgerEntry.of(r) for r in self.db.rows(
             f"SELECT {LedgerEntry.COLUMNS} FROM messages WHERE ticket_id = ? ORDER BY id",

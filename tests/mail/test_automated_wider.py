@@ -106,11 +106,13 @@ GROUP = mail("From: 'Ann' via Support <support@example.com>\nReply-To: ann@custo
 
 
 def test_a_google_group_in_front_of_support_makes_its_members_people() -> None:
-    assert detect(GROUP) == "from our own address support@example.com"
+    assert detect(GROUP) == ("from our own address support@example.com (via List-Id "
+                             "support.example.com)")
     setup = MailSetup(list_ids=frozenset({"support.example.com"}))
     assert detect(GROUP, setup) is None
     other = GROUP.replace("<support.example.com>", "<news.vendor.example>")
-    assert detect(other, setup) == "from our own address support@example.com"
+    assert detect(other, setup) == ("from our own address support@example.com (via List-Id "
+                                    "news.vendor.example)")
     robot = GROUP.replace("Subject: Can't log in", "Auto-Submitted: auto-replied\nSubject: x")
     assert detect(robot, setup) == "Auto-Submitted: auto-replied"
 
@@ -119,7 +121,7 @@ def test_web_form_senders_are_people_when_reply_to_names_one() -> None:
     form = mail("From: noreply@forms.example.com\nReply-To: ann@customer.example\n"
                 "Subject: Contact form: emails not arriving")
     setup = MailSetup(form_senders=frozenset({"noreply@forms.example.com"}))
-    assert detect(form) == "sender noreply@forms.example.com"
+    assert detect(form) == "sender noreply@forms.example.com (replies to ann@customer.example)"
     assert detect(form, setup) is None
     lone = form.replace("Reply-To: ann@customer.example\n", "")
     assert detect(lone, setup) == ("web form sender noreply@forms.example.com without a "
