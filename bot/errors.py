@@ -8,6 +8,8 @@ SupportbotError
  |    +-- AuthError       credentials refused: not retried in a tight loop
  +-- ChannelError         a channel cannot send (after retries)
  +-- HelpScoutError       the Help Scout API answered with an error body
+ +-- StoreError           the database failed (never the message's fault: not quarantined)
+      +-- StoreConflict   another worker got there first (a unique key, a deadlock): skip it
 """
 
 from __future__ import annotations
@@ -59,3 +61,11 @@ class HelpScoutError(SupportbotError):
         if log_ref:
             detail += f" [logRef {log_ref}]"
         super().__init__(detail)
+
+
+class StoreError(SupportbotError):
+    """The state database failed; the step in hand is rolled back whole."""
+
+
+class StoreConflict(StoreError):
+    """Another worker on the same database did this first, or holds what this step needs."""

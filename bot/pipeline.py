@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from bot.config import Settings
-from bot.errors import MalformedMessage
+from bot.errors import MalformedMessage, StoreError
 from bot.expand import expand
 from bot.lifecycle.agents import AgentActions
 from bot.lifecycle.followup import Lifecycle
@@ -110,6 +110,8 @@ class Pipeline:
         try:
             with self.store.transaction():
                 return self._ingest(item, now, initial=initial)
+        except StoreError:
+            raise  # the database failed, not the message: the batch is rolled back, not shunted
         except Exception as exc:  # noqa: BLE001 - the item is kept raw; the bot carries on
             error = f"{type(exc).__name__}: {exc}"
             log.warning("message quarantined", ref=item.ref, source=item.source, reason=error,

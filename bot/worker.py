@@ -23,7 +23,7 @@ from bot import metrics
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.config import Settings
-from bot.errors import AuthError, SourceError
+from bot.errors import AuthError, SourceError, StoreConflict
 from bot.leases import Leases
 from bot.lifecycle.followup import Lifecycle
 from bot.lifecycle.report_schedule import maybe_send_report
@@ -147,7 +147,10 @@ class Worker:
         if not self.stop_event.is_set():
             ruleset, templates = self.rules.current
             await self._reread_before_timers(report)
-            report.timers = self.lifecycle.fire_due(self.clock.now(), ruleset, templates)
+            try:
+                report.timers = self.lifecycle.fire_due(self.clock.now(), ruleset, templates)
+            except StoreConflict as exc:  # that timer's transaction rolled back; next cycle
+                log.warning("timer step met another worker's; retried next cycle", error=str(exc))
             if maybe_send_report(self.store, self.planner, self.clock.now(), ruleset, templates):
                 report.timers.append(("report", 0))
             await self._flush(report)
@@ -202,6 +205,11 @@ class Worker:
         except SourceError as exc:
             report.source_errors[source.name] = str(exc)
             log.error("source unreachable", source=source.name, error=str(exc))
+        except StoreConflict as exc:
+            # another worker recorded these items first (its lease and ours overlapped): the
+            # batch rolled back whole, and the unique keys kept every ticket answered once
+            log.warning("batch met another worker's; read again next cycle",
+                        source=source.name, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others
             error = f"{type(exc).__name__}: {exc}"
             report.source_errors[source.name] = error
@@ -217,14 +225,15 @@ class Worker:
             if ticket is not None and ticket.conversation_id is not None:
                 conversations.add(ticket.conversation_id)
         for source in self.sources:
-            if not conversations or not isinstance(source, Rereads):
+            if not conversations or not isinstance(source, Rereads) \
+                    or self._lease_name(source) not in self.leases.held:
                 continue
             try:
                 async for batch in source.reread(sorted(conversations)):
                     report.add(self.pipeline.ingest_batch(source.cursor_key, batch,
                                                           self.clock.now()),
                                whole=self.settings.dry_run)
-            except (AuthError, SourceError) as exc:  # the channel still looks before sending
+            except (AuthError, SourceError, StoreConflict) as exc:  # the channel still looks
                 log.warning("could not read conversations again before their timers",
                             source=source.name, error=str(exc))
 

@@ -9,12 +9,14 @@ transactions (the database restarted) is opened again at the next transaction.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from bot.errors import StoreConflict, StoreError
 from bot.store.database import Dialect, Params, Row
 from bot.store.rows import Cols
 from bot.store.schema import MIGRATIONS, SCHEMA_VERSION, postgres_sql, statements
@@ -40,6 +42,23 @@ def redact(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
+# another worker did it first, or holds what this step needs: the step can be skipped
+_CONFLICTS = (psycopg.errors.IntegrityError, psycopg.errors.DeadlockDetected,
+              psycopg.errors.SerializationFailure, psycopg.errors.LockNotAvailable)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """The driver's errors as the store's."""
+    try:
+        yield
+    except _CONFLICTS as exc:
+        raise StoreConflict(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) \
+            from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
 class PostgresDatabase:
     dialect = Dialect.POSTGRESQL
     claim_clause = " FOR UPDATE SKIP LOCKED"
@@ -56,35 +75,38 @@ class PostgresDatabase:
         return conn
 
     def run(self, sql: str, params: Params = ()) -> int:
-        with self.conn.cursor() as cur:
+        with _errors(), self.conn.cursor() as cur:
             cur.execute(to_pyformat(sql), params)
             return cur.rowcount
 
     def run_many(self, sql: str, rows: Iterable[Params]) -> None:
-        with self.conn.cursor() as cur:
+        with _errors(), self.conn.cursor() as cur:
             cur.executemany(to_pyformat(sql), rows)
 
     def rows(self, sql: str, params: Params = ()) -> list[Row]:
-        with self.conn.cursor() as cur:
+        with _errors(), self.conn.cursor() as cur:
             cur.execute(to_pyformat(sql), params)
             return cur.fetchall()
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
-        with self.conn.cursor() as cur:
+        with _errors(), self.conn.cursor() as cur:
             cur.execute(to_pyformat(sql), params)
             return cur.fetchone()
 
     def begin(self) -> None:
-        if self.conn.closed:
-            self.conn = self._connect()
-        self.conn.execute("BEGIN")
+        with _errors():
+            if self.conn.closed:
+                self.conn = self._connect()
+            self.conn.execute("BEGIN")
 
     def commit(self) -> None:
-        self.conn.execute("COMMIT")
+        with _errors():
+            self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
         if not self.conn.closed:  # a lost connection has rolled back already
-            self.conn.execute("ROLLBACK")
+            with _errors():
+                self.conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self.conn.close()

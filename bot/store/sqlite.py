@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from bot.errors import StoreConflict, StoreError
 from bot.store.database import Dialect, Params, Row, SqlValue
 from bot.store.schema import MIGRATIONS, SCHEMA_VERSION, sqlite_sql, statements
 
@@ -67,6 +69,17 @@ def migrate(conn: sqlite3.Connection) -> int:
     return SCHEMA_VERSION
 
 
+@contextmanager
+def _errors() -> Iterator[None]:
+    """The driver's errors as the store's: a broken unique key means "done before"."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise StoreConflict(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
 class SqliteDatabase:
     dialect = Dialect.SQLITE
     claim_clause = ""
@@ -76,13 +89,16 @@ class SqliteDatabase:
         self.conn = connect(path)
 
     def run(self, sql: str, params: Params = ()) -> int:
-        return self.conn.execute(sql, params).rowcount
+        with _errors():
+            return self.conn.execute(sql, params).rowcount
 
     def run_many(self, sql: str, rows: Iterable[Params]) -> None:
-        self.conn.executemany(sql, rows)
+        with _errors():
+            self.conn.executemany(sql, rows)
 
     def rows(self, sql: str, params: Params = ()) -> list[Row]:
-        found: list[Row] = self.conn.execute(sql, params).fetchall()
+        with _errors():
+            found: list[Row] = self.conn.execute(sql, params).fetchall()
         return found
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
@@ -90,13 +106,13 @@ class SqliteDatabase:
         return found[0] if found else None
 
     def begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not at first write
+        self.run("BEGIN IMMEDIATE")  # take the write lock now, not at first write
 
     def commit(self) -> None:
-        self.conn.execute("COMMIT")
+        self.run("COMMIT")
 
     def rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
+        self.run("ROLLBACK")
 
     def close(self) -> None:
         self.conn.close()

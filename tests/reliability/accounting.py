@@ -113,13 +113,21 @@ class StoreCheck:
         return out
 
 
-def check_store(path: Path, *, refs: Iterable[str] = (),
+def check_store(path: Path | str, *, refs: Iterable[str] = (),
                 message_ids: Iterable[str] = ()) -> StoreCheck:
-    """Read-only look at the state file once every worker is gone."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """Read-only look at the state (a SQLite file or a PostgreSQL URL) once every worker is
+    gone. PostgreSQL has no integrity_check: its constraints held or the writes failed."""
+    if isinstance(path, str) and path.startswith("postgresql://"):
+        import psycopg
+
+        conn: Any = psycopg.connect(path, autocommit=True)
+        integrity = "ok"
+    else:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        integrity = "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check"))
     try:
         check = StoreCheck()
-        check.integrity = "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check"))
+        check.integrity = integrity
         check.outbox = dict(conn.execute(
             "SELECT status, count(*) FROM outbox GROUP BY status"))
         check.tickets = conn.execute("SELECT count(*) FROM tickets").fetchone()[0]

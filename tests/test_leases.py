@@ -1,0 +1,102 @@
+"""Several workers on one PostgreSQL database: one reads a source at a time, a dead worker's
+source is taken over within SUPPORTBOT_LEASE_SECONDS, a stopped one's at once, and the
+outbox is shared out with no row sent twice. Two real workers in one process, one clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.runtime import open_worker
+from bot.store import Store
+from bot.worker import Worker
+from tests.helpers import deliver, embedded_settings, make_mail, outbox_mail
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def _mail(n: int) -> bytes:
+    return make_mail(sender=f"Person {n} <p{n}@customer{n}.example>",
+                     message_id=f"<lease{n}@c.example>", subject="Question about exporting",
+                     body=f"How do I export my contacts to a CSV file? Ref {n}")
+
+
+@asynccontextmanager
+async def two_workers(tmp_path: Path, pg_url: str,
+                      clock: FakeClock) -> AsyncIterator[tuple[Worker, Worker]]:
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=pg_url,
+                                 SUPPORTBOT_LEASE_SECONDS="30")
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(open_worker(settings, clock=clock))
+        b = await stack.enter_async_context(open_worker(settings, clock=clock))
+        yield a, b
+
+
+def test_one_worker_reads_a_source_and_a_dead_ones_is_taken_over(
+        tmp_path: Path, pg_url: str) -> None:
+    clock = FakeClock(T0)
+
+    async def go() -> None:
+        async with two_workers(tmp_path, pg_url, clock) as (a, b):
+            deliver(tmp_path / "inbox", _mail(1), T0)
+            assert (await a.cycle()).counts == Counter(ticket=1)
+            deliver(tmp_path / "inbox", _mail(2), T0)
+            assert (await b.cycle()).counts == Counter()  # a holds the Maildir
+            assert b._next_wake_seconds(await b.cycle()) <= 5  # b keeps looking
+            # a dies (no release); its lease runs out within SUPPORTBOT_LEASE_SECONDS
+            a._lease_keeper.cancel()  # type: ignore[union-attr]
+            clock.advance(timedelta(seconds=20))
+            assert (await b.cycle()).counts == Counter()
+            clock.advance(timedelta(seconds=10))
+            assert (await b.cycle()).counts == Counter(ticket=1)
+
+    asyncio.run(go())
+    assert len(outbox_mail(tmp_path / "outbox")) == 2
+
+
+def test_a_stopped_worker_hands_its_source_over_at_once(tmp_path: Path, pg_url: str) -> None:
+    clock = FakeClock(T0)
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=pg_url)
+
+    async def go() -> None:
+        async with open_worker(settings, clock=clock) as b:
+            async with open_worker(settings, clock=clock) as a:
+                await a.cycle()
+                assert Store(pg_url).leases()  # a holds its own and the Maildir's
+            # a is closed (what SIGTERM leads to): its leases are gone, b reads at once
+            deliver(tmp_path / "inbox", _mail(3), T0)
+            assert (await b.cycle()).counts == Counter(ticket=1)
+
+    asyncio.run(go())
+
+
+def test_two_workers_share_the_outbox_and_send_each_row_once(
+        tmp_path: Path, pg_url: str) -> None:
+    clock = FakeClock(T0)
+    for n in range(60):
+        deliver(tmp_path / "inbox", _mail(n), T0)
+
+    async def go() -> None:
+        async with two_workers(tmp_path, pg_url, clock) as (a, b):
+            a.outbox.batch_size = b.outbox.batch_size = 5
+            a.outbox.channels = {}  # a only reads: what it plans stays pending
+            await a.cycle()
+            a.outbox.channels = b.outbox.channels
+            await asyncio.gather(a.outbox.flush(clock.now()), b.outbox.flush(clock.now()))
+
+    asyncio.run(go())
+    store = Store(pg_url)
+    claimed = Counter(row["claimed_by"] for row in store.db.rows("SELECT claimed_by FROM outbox"))
+    assert store.outbox_counts() == {"sent": 60}
+    assert len(claimed) == 2 and min(claimed.values()) >= 5  # both took their share
+    sent = outbox_mail(tmp_path / "outbox")
+    assert len(sent) == 60 == len({s.message["Message-ID"] for s in sent})
