@@ -21,6 +21,7 @@ import structlog
 
 from bot.channels.base import Channel, OutboxItem, SendOutcome
 from bot.store import OutboxRow, Store
+from bot.vocab import ChannelName, OutboxStatus, SendStatus
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +71,7 @@ class Outbox:
         rows = self.store.claim_in_doubt(now, self.holder)
         for row in rows:
             found = False
-            if self.sent_folder is not None and row.channel == "smtp":
+            if self.sent_folder is not None and row.channel == ChannelName.SMTP:
                 try:
                     found = await self.sent_folder.contains_async(row.message_id)
                 except Exception as exc:  # noqa: BLE001 - the check is best effort; resending is safe
@@ -82,7 +83,8 @@ class Outbox:
                     log.info("sent", **to_item(row).log_fields(),
                              detail="found in the Sent folder")
                 else:
-                    self.store.set_outbox_status(row.id, "pending", now, next_attempt_at=now)
+                    self.store.set_outbox_status(row.id, OutboxStatus.PENDING, now,
+                                                 next_attempt_at=now)
                     self.store.log(now, row.ticket_id, "send in doubt",
                                    f"{row.kind} {row.message_id}: outcome unknown after a "
                                    "restart; sending again with the same Message-ID")
@@ -135,14 +137,15 @@ class Outbox:
             log.error("channel raised", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
             outcomes = []
         if len(outcomes) != len(items):
-            outcomes = [SendOutcome("retry", "channel did not report this item")] * len(items)
+            unreported = SendOutcome(SendStatus.RETRY, "channel did not report this item")
+            outcomes = [unreported] * len(items)
         for item, outcome in zip(items, outcomes, strict=True):
             await on_outcome(item, outcome)
 
     async def _record(self, item: OutboxItem, outcome: SendOutcome, now: datetime,
                       report: FlushReport) -> None:
-        if outcome.status == "sent":
-            if self.sent_folder is not None and item.channel == "smtp":
+        if outcome.status == SendStatus.SENT:
+            if self.sent_folder is not None and item.channel == ChannelName.SMTP:
                 try:
                     await self.sent_folder.append_async(item.payload, now)
                 except Exception as exc:  # noqa: BLE001 - the copy is a convenience; it was sent
@@ -158,17 +161,19 @@ class Outbox:
             report.sent += 1
             report.sent_items.append(item)
             return
-        if outcome.status == "suppressed":  # the channel's last look said no: recorded, kept
+        if outcome.status == SendStatus.SUPPRESSED:  # the channel's last look said no: kept
             with self.store.transaction():
-                self.store.set_outbox_status(item.id, "suppressed", now, error=outcome.detail)
+                self.store.set_outbox_status(item.id, OutboxStatus.SUPPRESSED, now,
+                                             error=outcome.detail)
                 self.store.log(now, item.ticket_id, "suppressed",
                                f"{item.kind}: {outcome.detail}")
             log.info("send held back", **item.log_fields(), detail=outcome.detail)
             return
         attempts = item.attempts + 1
         with self.store.transaction():
-            if outcome.status == "failed" or attempts >= MAX_ATTEMPTS:
-                self.store.set_outbox_status(item.id, "failed", now, error=outcome.detail)
+            if outcome.status == SendStatus.FAILED or attempts >= MAX_ATTEMPTS:
+                self.store.set_outbox_status(item.id, OutboxStatus.FAILED, now,
+                                             error=outcome.detail)
                 self.store.log(now, item.ticket_id, "send failed",
                                f"{item.kind} to {', '.join(item.recipients)}: {outcome.detail}")
                 log.warning("send failed", **item.log_fields(), error=outcome.detail,
@@ -176,7 +181,8 @@ class Outbox:
                 report.failed += 1
             else:
                 delay = BACKOFF[min(attempts, len(BACKOFF)) - 1]
-                self.store.set_outbox_status(item.id, "pending", now, error=outcome.detail,
+                self.store.set_outbox_status(item.id, OutboxStatus.PENDING, now,
+                                             error=outcome.detail,
                                              next_attempt_at=now + timedelta(seconds=delay))
                 self.store.log(now, item.ticket_id, "send retry",
                                f"{item.kind}: {outcome.detail}; next try in {delay}s")
@@ -186,7 +192,7 @@ class Outbox:
 
     def _mark_sent(self, outbox_id: int, ticket_id: int | None, kind: str, now: datetime,
                    detail: str) -> None:
-        self.store.set_outbox_status(outbox_id, "sent", now)
+        self.store.set_outbox_status(outbox_id, OutboxStatus.SENT, now)
         self.store.log(now, ticket_id, "sent", f"{kind} {detail}")
         if self.on_sent is not None and ticket_id is not None:  # the report has no ticket
             self.on_sent(ticket_id, kind, now)

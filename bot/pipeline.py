@@ -32,7 +32,7 @@ from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
 from bot.templates import Templates
 from bot.tickets import Tickets
-from bot.vocab import Priority, SourceKind, TicketEvent, spec
+from bot.vocab import Author, Priority, SourceKind, TicketEvent, spec
 
 log = structlog.get_logger(__name__)
 
@@ -163,13 +163,13 @@ class Pipeline:
                 record("duplicate", same.ticket_id, f"same as ledger entry {same.id}")
                 return Outcome(item.ref, "duplicate", same.ticket_id, message=msg)
 
-        if item.author == "self":
+        if item.author == Author.SELF:
             record("own", None, "our own Help Scout thread")
             return Outcome(item.ref, "own", message=msg)
 
         ruleset, templates = self.rules.current
         ticket = self._find_ticket(msg)
-        if item.author == "agent":
+        if item.author == Author.AGENT:
             return self._agent_thread(item, msg, ticket, now, record)
 
         decision = decide(msg, ticket.view() if ticket else None, now, ruleset,

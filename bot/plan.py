@@ -29,6 +29,7 @@ from bot.vocab import (
     ChannelName,
     HelpScoutStatus,
     MessageKind,
+    OutboxStatus,
     SourceKind,
     spec,
 )
@@ -132,7 +133,8 @@ class Planner:
             self.store.log(now, ticket.id, "not sent", f"{kind}: {exc}", rule=rule)
             log.error("cannot compose", ticket=ticket.id, kind=kind, error=str(exc))
             return []
-        status, error = ("pending", None) if recipients else ("suppressed", "; ".join(suppressed))
+        status, error = ((OutboxStatus.PENDING, None) if recipients
+                         else (OutboxStatus.SUPPRESSED, "; ".join(suppressed)))
         outbox_id = self.store.add_outbox(
             idem_key=key, ticket_id=ticket.id, kind=kind, channel=self.mail_channel,
             message_id=message_id, envelope_from=self.settings.from_addr,

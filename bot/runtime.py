@@ -24,6 +24,7 @@ from bot.outbox import SentFolder
 from bot.rules.reload import RulesHolder
 from bot.sources.base import Source
 from bot.store import Store
+from bot.vocab import ChannelName
 from bot.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -45,17 +46,17 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
     if settings.smtp is not None:
         from bot.channels.smtp import SmtpChannel
 
-        channels["smtp"] = SmtpChannel(settings.smtp, ca_file=settings.ca_file,
+        channels[ChannelName.SMTP] = SmtpChannel(settings.smtp, ca_file=settings.ca_file,
                                        tls_insecure=settings.tls_insecure)
     elif settings.outbox_maildir_path is not None:
         from bot.channels.maildir import MaildirChannel
 
-        channels["maildir"] = MaildirChannel(settings.outbox_maildir_path)
+        channels[ChannelName.MAILDIR] = MaildirChannel(settings.outbox_maildir_path)
 
     if settings.alert_webhook_url:
         from bot.channels.webhook import WebhookChannel
 
-        channels["webhook"] = WebhookChannel(settings.alert_webhook_url)
+        channels[ChannelName.WEBHOOK] = WebhookChannel(settings.alert_webhook_url)
 
     if settings.helpscout is not None:
         from bot.channels.helpscout import HelpScoutChannel
@@ -63,7 +64,7 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
         from bot.sources.helpscout import HelpScoutSource
 
         helpscout_client = HelpScoutClient(settings.helpscout, clock=clock)
-        channels["helpscout"] = HelpScoutChannel(helpscout_client)
+        channels[ChannelName.HELPSCOUT] = HelpScoutChannel(helpscout_client)
         sources.append(HelpScoutSource(helpscout_client, settings.helpscout, store,
                                        poll_seconds=settings.poll_seconds, clock=clock,
                                        backfill_hours=settings.backfill_hours))
@@ -73,7 +74,7 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
 
         sources.append(ImapSource(settings.imap, store, poll_seconds=settings.poll_seconds,
                                   ca_file=settings.ca_file, tls_insecure=settings.tls_insecure))
-        if settings.imap.sent_folder and "smtp" in channels:
+        if settings.imap.sent_folder and ChannelName.SMTP in channels:
             from bot.channels.imap_sent import ImapSentFolder
 
             sent_folder = ImapSentFolder(settings.imap, settings.imap.sent_folder,

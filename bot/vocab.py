@@ -85,6 +85,40 @@ class ChannelName(StrEnum):
     WEBHOOK = "webhook"
 
 
+class OutboxStatus(StrEnum):
+    """Where a planned send is; ``sending`` is claimed and in flight (in doubt after a crash)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # recorded, deliberately never sent (cap, bounce, own address)
+
+
+class SendStatus(StrEnum):
+    """What a channel reports for one item: ``retry`` is temporary, ``failed`` permanent."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class TimerStatus(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"  # the ticket moved on: nothing was sent
+    FAILED = "failed"  # its handler raised; kept for the operator, never retried blindly
+
+
+class Author(StrEnum):
+    """Who wrote a Help Scout thread: the customer, a person on the team, or the bot."""
+
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    SELF = "self"
+
+
 class HelpScoutStatus(StrEnum):
     ACTIVE = "active"
     PENDING = "pending"

@@ -34,7 +34,7 @@ from bot.plan import Planner, Team
 from bot.sources.base import Batch, Inbound, Rereads, Source
 from bot.store import Store
 from bot.store.database import Dialect
-from bot.vocab import FOLLOWUP_TIMERS
+from bot.vocab import FOLLOWUP_TIMERS, ChannelName
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +73,7 @@ class CycleReport:
 
 
 def mail_channel_name(channels: dict[str, Channel]) -> str | None:
-    return "smtp" if "smtp" in channels else "maildir" if "maildir" in channels else None
+    return next((c for c in (ChannelName.SMTP, ChannelName.MAILDIR) if c in channels), None)
 
 
 def _slim(outcome: Outcome) -> Outcome:
@@ -98,8 +98,8 @@ class Worker:
         self.sources = sources
         self.channels = channels
         self.planner = Planner(settings, store, mail_channel=mail_channel_name(channels),
-                               helpscout="helpscout" in channels,
-                               alert_webhook="webhook" in channels)
+                               helpscout=ChannelName.HELPSCOUT in channels,
+                               alert_webhook=ChannelName.WEBHOOK in channels)
         self.lifecycle = Lifecycle(store, self.planner)
         self.pipeline = Pipeline(settings, store, self.planner, self.lifecycle, rules)
         self.leases = Leases(store, clock, settings.lease_seconds)

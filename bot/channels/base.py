@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
+
+from bot.vocab import SendStatus
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,6 @@ class OutboxItem:
                 "channel": self.channel, "message_id": self.message_id}
 
 
-SendStatus = Literal["sent", "retry", "failed", "suppressed"]
-
-
 @dataclass(frozen=True)
 class SendOutcome:
     """``retry``: temporary (4xx, network), try again later; ``failed``: permanent (5xx);
@@ -52,7 +51,10 @@ OnOutcome = Callable[[OutboxItem, SendOutcome], Awaitable[None]]
 
 
 class Channel(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """Its ``ChannelName``: the outbox rows it sends are those with this channel."""
+        ...
 
     async def send_batch(self, items: Sequence[OutboxItem],
                          on_outcome: OnOutcome | None = None) -> list[SendOutcome]:

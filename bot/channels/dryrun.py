@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 from typing import TextIO
 
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
+from bot.vocab import ChannelName, SendStatus
 
 
 class DryRunChannel:
@@ -23,7 +24,7 @@ class DryRunChannel:
             self.items.append(item)
             print(f"would send {item.kind} for ticket #{item.ticket_id} via {item.channel} "
                   f"to {', '.join(item.recipients)}: {describe(item)}", file=self.out)
-            outcome = SendOutcome("sent", "dry run")
+            outcome = SendOutcome(SendStatus.SENT, "dry run")
             outcomes.append(outcome)
             if on_outcome is not None:
                 await on_outcome(item, outcome)
@@ -34,7 +35,7 @@ class DryRunChannel:
 
 
 def describe(item: OutboxItem) -> str:
-    if item.channel in {"smtp", "maildir"}:
+    if item.channel in {ChannelName.SMTP, ChannelName.MAILDIR}:
         msg = message_from_bytes(item.payload, policy=policy.default)
         return repr(str(msg.get("Subject", "")))
     return item.payload[:120].decode("utf-8", "replace")

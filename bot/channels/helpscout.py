@@ -22,12 +22,13 @@ from bot.helpscout.client import HelpScoutClient
 from bot.helpscout.errors import ConversationGone, HelpScoutUnavailable, ThreadLimitReached
 from bot.helpscout.guard import reply_status_now
 from bot.helpscout.ops import AssignOp, NoteOp, Op, ReplyOp, StatusOp, TagsOp, parse_op
+from bot.vocab import ChannelName, SendStatus
 
 log = structlog.get_logger(__name__)
 
 
 class HelpScoutChannel:
-    name = "helpscout"
+    name = ChannelName.HELPSCOUT
 
     def __init__(self, client: HelpScoutClient) -> None:
         self.client = client
@@ -38,10 +39,10 @@ class HelpScoutChannel:
         outage: str | None = None
         for item in items:
             if outage is not None:
-                outcomes.append(SendOutcome("retry", f"not attempted: {outage}"))
+                outcomes.append(SendOutcome(SendStatus.RETRY, f"not attempted: {outage}"))
                 continue
             outcome = await self.send(item)
-            if outcome.status == "retry":
+            if outcome.status == SendStatus.RETRY:
                 outage = outcome.detail
             outcomes.append(outcome)
             if on_outcome is not None:
@@ -53,21 +54,21 @@ class HelpScoutChannel:
         try:
             op = parse_op(item.payload)
         except ValueError as exc:
-            return SendOutcome("failed", f"unreadable Help Scout operation: {exc}")
+            return SendOutcome(SendStatus.FAILED, f"unreadable Help Scout operation: {exc}")
         try:
             outcome = await self.execute(op, in_doubt=item.attempts > 0, item=item)
         except (ConversationGone, ThreadLimitReached) as exc:
-            outcome = SendOutcome("failed", str(exc))
+            outcome = SendOutcome(SendStatus.FAILED, str(exc))
         except (HelpScoutUnavailable, AuthError) as exc:
-            outcome = SendOutcome("retry", str(exc))
+            outcome = SendOutcome(SendStatus.RETRY, str(exc))
         except HelpScoutError as exc:
             transient = exc.status == 429 or exc.status >= 500
-            outcome = SendOutcome("retry" if transient else "failed", str(exc))
+            outcome = SendOutcome(SendStatus.RETRY if transient else SendStatus.FAILED, str(exc))
         except ValueError as exc:
-            outcome = SendOutcome("failed", str(exc))
+            outcome = SendOutcome(SendStatus.FAILED, str(exc))
         except Exception as exc:  # a bug must not lose the row: the outbox retries it
             log.exception("help scout operation raised", outbox=item.id)
-            outcome = SendOutcome("retry", f"{type(exc).__name__}: {exc}")
+            outcome = SendOutcome(SendStatus.RETRY, f"{type(exc).__name__}: {exc}")
         # the outbox logs the outcome at info (one line per message); this is the detail
         log.debug("help scout operation", outbox=item.id, kind=item.kind,
                  conversation=op.conversation_id, status=outcome.status, detail=outcome.detail)
@@ -108,7 +109,7 @@ class HelpScoutChannel:
             planned_at=item.planned_at if item else None)
         if status is None:
             log.info("help scout reply held back", conversation=conv, reason=why)
-            return SendOutcome("suppressed", why)
+            return SendOutcome(SendStatus.SUPPRESSED, why)
         customer = op.customer_id or (conversation.get("primaryCustomer") or {}).get("id")
         if not isinstance(customer, int):
             raise ValueError(f"conversation {conv} has no primary customer")
@@ -120,7 +121,8 @@ class HelpScoutChannel:
         current = self.client.resolve(conversation_id)
         if current != conversation_id:
             detail += f"; conversation {conversation_id} was merged into {current}"
-        return SendOutcome("sent", detail, remote_id=str(thread) if thread is not None else None)
+        return SendOutcome(SendStatus.SENT, detail,
+                           remote_id=str(thread) if thread is not None else None)
 
     async def aclose(self) -> None:
         """The channel owns the shared client's lifetime (the worker closes channels last)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
+from bot.vocab import ChannelName, SendStatus
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +34,7 @@ def _digest(item: OutboxItem) -> str:
 
 
 class MaildirChannel:
-    name = "maildir"
+    name = ChannelName.MAILDIR
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -61,7 +62,7 @@ class MaildirChannel:
                 outcomes.append(self._write(item))
             except OSError as exc:  # disk full, permissions: worth another try later
                 log.error("outbox maildir write failed", path=str(self.path), error=str(exc))
-                outcomes.append(SendOutcome("retry", f"maildir: {exc}"))
+                outcomes.append(SendOutcome(SendStatus.RETRY, f"maildir: {exc}"))
         return outcomes
 
     def _index(self) -> set[str]:
@@ -79,7 +80,7 @@ class MaildirChannel:
         known = self._index()
         digest = _digest(item)
         if digest in known:
-            return SendOutcome("sent", "already in the outbox Maildir (same Message-ID)")
+            return SendOutcome(SendStatus.SENT, "already in the outbox Maildir (same Message-ID)")
         name = f"{time.time_ns()}.sb{digest}.{self._host}"
         tmp = self.path / "tmp" / name
         with open(tmp, "wb") as fh:
@@ -88,4 +89,4 @@ class MaildirChannel:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path / "new" / name)  # atomic: readers never see half a file
         known.add(digest)
-        return SendOutcome("sent", f"maildir new/{name}", remote_id=name)
+        return SendOutcome(SendStatus.SENT, f"maildir new/{name}", remote_id=name)

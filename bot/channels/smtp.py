@@ -36,10 +36,11 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from bot.channels.base import OnOutcome, OutboxItem, SendOutcome, SendStatus
+from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 from bot.config import SmtpSettings
 from bot.mail.addresses import valid_address
 from bot.tls import tls_context
+from bot.vocab import ChannelName, SendStatus
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,7 @@ class _Lane:
 
 
 class SmtpChannel:
-    name = "smtp"
+    name = ChannelName.SMTP
 
     def __init__(self, settings: SmtpSettings, *, ca_file: Path | None = None,
                  tls_insecure: bool = False, timeout: float = 30, retry_attempts: int = 3,
@@ -147,14 +148,15 @@ class SmtpChannel:
             raise
         finally:
             await asyncio.gather(*(self._disconnect(lane) for lane in lanes))
-        return [o if o is not None else SendOutcome("retry", "not attempted") for o in outcomes]
+        return [o if o is not None else SendOutcome(SendStatus.RETRY, "not attempted")
+                for o in outcomes]
 
     async def _run_lane(self, lane: _Lane, outcomes: list[SendOutcome | None],
                         on_outcome: OnOutcome | None) -> None:
         """This session's items in order; each outcome reported the moment it is known."""
         for position, item in lane.items:
             if self._blocked is not None:
-                outcomes[position] = SendOutcome("retry", self._blocked)
+                outcomes[position] = SendOutcome(SendStatus.RETRY, self._blocked)
                 continue
             try:
                 outcome = await self._send(lane, item)
@@ -164,11 +166,11 @@ class SmtpChannel:
                               error=str(exc), host=self.settings.host, port=self.settings.port,
                               remaining=sum(o is None for o in outcomes))
                 self._blocked = str(exc)
-                outcomes[position] = SendOutcome("retry", str(exc))
+                outcomes[position] = SendOutcome(SendStatus.RETRY, str(exc))
                 continue
             except Exception as exc:  # a bug here must not lose the row: retry later
                 log.exception("smtp send raised", outbox=item.id)
-                outcomes[position] = SendOutcome("retry", f"{type(exc).__name__}: {exc}")
+                outcomes[position] = SendOutcome(SendStatus.RETRY, f"{type(exc).__name__}: {exc}")
                 continue
             outcomes[position] = outcome
             if on_outcome is not None:
@@ -183,7 +185,7 @@ class SmtpChannel:
         recipients = [a for a in map(valid_address, item.recipients) if a is not None]
         if sender is None or not recipients:
             # Never let the SMTP library guess an address out of a malformed string.
-            return SendOutcome("failed", f"invalid envelope: from {item.envelope_from!r} "
+            return SendOutcome(SendStatus.FAILED, f"invalid envelope: from {item.envelope_from!r} "
                                          f"to {list(item.recipients)!r}")
         dropped = [r for r in item.recipients if valid_address(r) is None]
         retrying = AsyncRetrying(
@@ -200,25 +202,25 @@ class SmtpChannel:
             raise _Unavailable(f"cannot reach SMTP server: {exc}") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             detail = "; ".join(f"{r.recipient}: {_reply(r)}" for r in exc.recipients)
-            verdict: SendStatus = "retry" if _is_transient(exc) else "failed"
+            verdict = SendStatus.RETRY if _is_transient(exc) else SendStatus.FAILED
             return SendOutcome(verdict, f"all recipients refused: {detail}")
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code == 530:  # "authentication required" / "STARTTLS first": configuration
                 raise _Unavailable(f"{self.settings.host} requires authentication or TLS: "
                                    f"{_reply(exc)}") from exc
-            status: SendStatus = "retry" if _is_transient(exc) else "failed"
+            status = SendStatus.RETRY if _is_transient(exc) else SendStatus.FAILED
             return SendOutcome(status, _reply(exc))
         except _NETWORK as exc:
-            return SendOutcome("retry", f"network error: {type(exc).__name__}: {exc}")
+            return SendOutcome(SendStatus.RETRY, f"network error: {type(exc).__name__}: {exc}")
         except (aiosmtplib.SMTPException, ValueError) as exc:
             # e.g. an envelope address that cannot be sent: no retry will fix it
-            return SendOutcome("failed", f"{type(exc).__name__}: {exc}")
+            return SendOutcome(SendStatus.FAILED, f"{type(exc).__name__}: {exc}")
         problems = [f"{addr}: {_reply_text(r)}" for addr, r in refused.items()]
         problems += [f"{addr!r}: not a valid address" for addr in dropped]
         if problems:
             log.warning("smtp recipients refused", **item.log_fields(), refused=problems)
-            return SendOutcome("sent", "refused: " + "; ".join(problems), remote_id=reply)
-        return SendOutcome("sent", remote_id=reply)
+            return SendOutcome(SendStatus.SENT, "refused: " + "; ".join(problems), remote_id=reply)
+        return SendOutcome(SendStatus.SENT, remote_id=reply)
 
     def _log_retry(self, item: OutboxItem, state: RetryCallState) -> None:
         self._waited += state.next_action.sleep if state.next_action else 0.0

@@ -8,12 +8,13 @@ import httpx
 import structlog
 
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
+from bot.vocab import ChannelName, SendStatus
 
 log = structlog.get_logger(__name__)
 
 
 class WebhookChannel:
-    name = "webhook"
+    name = ChannelName.WEBHOOK
 
     def __init__(self, url: str, *, timeout: float = 10.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -35,12 +36,12 @@ class WebhookChannel:
             response = await self._client.post(
                 self._url, content=item.payload, headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
-            return SendOutcome("retry", f"webhook: {type(exc).__name__}")
+            return SendOutcome(SendStatus.RETRY, f"webhook: {type(exc).__name__}")
         if response.status_code < 300:
-            return SendOutcome("sent", f"webhook {response.status_code}")
+            return SendOutcome(SendStatus.SENT, f"webhook {response.status_code}")
         if response.status_code in (408, 429) or response.status_code >= 500:
-            return SendOutcome("retry", f"webhook answered {response.status_code}")
-        return SendOutcome("failed", f"webhook answered {response.status_code}")
+            return SendOutcome(SendStatus.RETRY, f"webhook answered {response.status_code}")
+        return SendOutcome(SendStatus.FAILED, f"webhook answered {response.status_code}")
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -31,6 +31,7 @@ from bot.vocab import (
     TicketEvent,
     TicketState,
     TimerKind,
+    TimerStatus,
 )
 
 log = structlog.get_logger(__name__)
@@ -168,18 +169,19 @@ class Lifecycle:
                 return False
             ticket = self.store.get_ticket(timer.ticket_id)
             if ticket is None:
-                self.store.finish_timer(timer.id, "cancelled", now, "ticket gone")
+                self.store.finish_timer(timer.id, TimerStatus.CANCELLED, now, "ticket gone")
                 return False
             handler = self._handlers[TimerKind(timer.kind)]
             did = handler(timer, ticket, now, ruleset, templates)
-            self.store.finish_timer(timer.id, "fired" if did else "cancelled", now)
+            self.store.finish_timer(timer.id, TimerStatus.FIRED if did else TimerStatus.CANCELLED,
+                                       now)
             return did
 
     def _timer_failed(self, timer: TimerRow, now: datetime, reason: str) -> None:
         """Recorded against the timer (`status` lists it), never retried on every cycle."""
         log.error("timer failed", ticket=timer.ticket_id, kind=timer.kind, reason=reason)
         with self.store.transaction():
-            if self.store.finish_timer(timer.id, "failed", now, reason[:500]):
+            if self.store.finish_timer(timer.id, TimerStatus.FAILED, now, reason[:500]):
                 self.store.log(now, timer.ticket_id, "timer failed",
                                f"{timer.kind}: {reason[:500]}")
 

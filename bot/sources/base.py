@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from bot.model import Message, SourceKind
-from bot.vocab import LineItem
+from bot.vocab import Author, HelpScoutStatus, LineItem
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ class Inbound:
     folder: str | None = None
     uidvalidity: int | None = None
     uid: int | None = None
-    # Help Scout: who wrote the thread ("customer", "agent" or "self" = the bot), the
-    # conversation's status the thread left ("active", "pending", "closed", "spam"), and for
+    # Help Scout: who wrote the thread (``self`` is the bot), the conversation's status the
+    # thread left (None when Help Scout did not say), and for
     # a line item (a change without a message: closed, assigned) which change it records.
-    author: Literal["customer", "agent", "self"] = "customer"
-    status: str | None = None
+    author: Author = Author.CUSTOMER
+    status: HelpScoutStatus | None = None
     change: LineItem | None = None
     # The source could not read or convert the item: the pipeline quarantines it with this
     # reason (whatever raw form there is is kept), and the other items go on.

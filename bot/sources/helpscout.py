@@ -26,7 +26,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -42,11 +42,10 @@ from bot.helpscout.webhook import WebhookReceiver
 from bot.mail.unicode import plain_unicode
 from bot.model import Message
 from bot.sources.base import Batch, CursorStore, Inbound
-from bot.vocab import HelpScoutStatus, LineItem, SourceKind
+from bot.vocab import Author, HelpScoutStatus, LineItem, SourceKind
 
 log = structlog.get_logger(__name__)
 
-Author = Literal["customer", "agent", "self"]
 THREAD_TYPES = frozenset({"customer", "message", "lineitem"})
 # A workflow's line item counts as a status change when it closed the conversation or
 # marked it spam (its thread status says so; "nochange" otherwise).
@@ -259,15 +258,15 @@ class HelpScoutSource:
 
     def author(self, thread: dict[str, Any]) -> Author:
         if thread.get("type") == "customer":
-            return "customer"  # even if it quotes our reply, fingerprint and all
+            return Author.CUSTOMER  # even if it quotes our reply, fingerprint and all
         created_by = thread.get("createdBy") or {}
         if marker.is_ours(thread.get("body")):
-            return "self"
+            return Author.SELF
         source = thread.get("source") or {}
         if (self.own_user_id is not None and created_by.get("id") == self.own_user_id
                 and source.get("type") == "api"):
-            return "self"
-        return "agent"
+            return Author.SELF
+        return Author.AGENT
 
     def inbound(self, conversation: dict[str, Any], thread: dict[str, Any]) -> Inbound | None:
         """The Inbound for one thread, or None for threads that are neither messages nor
@@ -290,7 +289,7 @@ class HelpScoutSource:
         person = thread.get("createdBy") or {}
         customer = thread.get("customer") or {}
         primary = conversation.get("primaryCustomer") or {}
-        if author == "customer":
+        if author == Author.CUSTOMER:
             email = person.get("email") or customer.get("email") or primary.get("email") or ""
             customer_id = person.get("id") or customer.get("id") or primary.get("id")
         else:
@@ -317,7 +316,8 @@ class HelpScoutSource:
             status = conversation.get("status")
         return Inbound(source=SourceKind.HELPSCOUT, ref=f"helpscout:{conv_id}:{thread_id}",
                        received_at=created, message=message, author=author,
-                       status=status, change=change)
+                       status=HelpScoutStatus(status) if status in set(HelpScoutStatus) else None,
+                       change=change)
 
     # -- waking up --------------------------------------------------------------------------
     def wake(self) -> None:

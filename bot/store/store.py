@@ -33,6 +33,7 @@ from bot.store.rows import (
     UndeliverableRow,
     pack_raw,
 )
+from bot.vocab import OutboxStatus, TicketState, TimerStatus
 
 WORKER_LEASE = "worker:"  # + holder: the lease that says a worker is alive
 
@@ -211,7 +212,7 @@ class Store:
             " root_message_id, last_message_id, refs, mailbox_id, conversation_id,"
             " conversation_number, customer_id, created_at, updated_at, last_requester_at)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING *",
-            (source, "new", requester, requester_name, subject[:500], root_message_id,
+            (source, TicketState.NEW, requester, requester_name, subject[:500], root_message_id,
              root_message_id, json.dumps(list(refs)[-20:]), mailbox_id, conversation_id,
              conversation_number, customer_id, created, to_iso(now), created),
         )
@@ -284,7 +285,7 @@ class Store:
     def add_outbox(
         self, *, idem_key: str, ticket_id: int | None, kind: str, channel: str, message_id: str,
         envelope_from: str, recipients: Sequence[str], payload: bytes, now: datetime,
-        rule: str | None = None, status: str = "pending", error: str | None = None,
+        rule: str | None = None, status: str = OutboxStatus.PENDING, error: str | None = None,
     ) -> int | None:
         """Plan a send; None when this idempotency key was planned before (never twice)."""
         row = self.db.one(
@@ -298,7 +299,7 @@ class Store:
         if row is None:
             return None
         outbox_id = Cols(row).num("id")
-        if status != "suppressed":
+        if status != OutboxStatus.SUPPRESSED:
             self.db.run_many(
                 "INSERT INTO outbox_recipients(outbox_id, address, created_at) VALUES (?,?,?)",
                 [(outbox_id, r.lower(), to_iso(now)) for r in recipients])
@@ -383,7 +384,7 @@ class Store:
             " sent_at = CASE WHEN ? = 1 THEN ? ELSE sent_at END WHERE id = ?",
             (status, error, 1 if bump_attempts else 0,
              to_iso(next_attempt_at) if next_attempt_at else None,
-             1 if status == "sent" else 0, to_iso(now), outbox_id),
+             1 if status == OutboxStatus.SENT else 0, to_iso(now), outbox_id),
         )
 
     def recent_sends_to(self, address: str, since: datetime) -> int:
@@ -420,7 +421,7 @@ class Store:
         row = self.db.one(
             "INSERT INTO timers(key, ticket_id, kind, due_at, status, created_at, note)"
             " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
-            (key, ticket_id, kind, to_iso(due_at), "pending", to_iso(now), note))
+            (key, ticket_id, kind, to_iso(due_at), TimerStatus.PENDING, to_iso(now), note))
         return None if row is None else Cols(row).num("id")
 
     def due_timers(self, now: datetime, limit: int = 200) -> list[TimerRow]:
