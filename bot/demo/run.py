@@ -25,12 +25,16 @@ from bot.log import to_file
 from bot.mail.html2text import html_to_text
 from bot.runtime import open_worker
 from bot.store import Store
+from bot.vocab import ActionKind, MessageKind
 from bot.worker import Worker
 
 if TYPE_CHECKING:
     from bot.demo.fake_helpscout import FakeHelpScout
 
 MAIL = Path(__file__).parent / "mail"
+# the messages that say what the bot did first with a ticket (the forward's is its notice)
+FIRST_ACTION_KINDS = frozenset({MessageKind.ACKNOWLEDGE, MessageKind.ASK_INFO, MessageKind.ANSWER,
+                                MessageKind.FORWARD, MessageKind.FORWARDED})
 
 
 def deliver(inbox: Path, raw: bytes, when: datetime) -> None:
@@ -161,12 +165,13 @@ def summarise(store: Store) -> dict[str, Any]:
     tickets = []
     for t in store.tickets_since(datetime(1970, 1, 1, tzinfo=UTC)):
         replies = [r for r in store.ticket_outbox(t.id)
-                   if r.kind in {"acknowledge", "ask_info", "answer", "forward", "forwarded"}]
+                   if r.kind in FIRST_ACTION_KINDS]
         first = replies[0].kind if replies else None
         tickets.append({"id": t.id, "requester": t.requester, "subject": t.subject,
                         "priority": t.priority, "topic": t.topic, "state": t.state,
-                        "owner": t.owner, "first_action": "forward" if first == "forwarded"
-                        else first,
+                        "owner": t.owner,
+                        "first_action": (ActionKind.FORWARD if first == MessageKind.FORWARDED
+                                         else first),
                         "kinds": [r.kind for r in store.ticket_outbox(t.id)]})
     ignored = [{"from": r.from_addr, "subject": r.subject, "reason": r.reason}
                for r in store.messages_with_status("ignored")]

@@ -33,8 +33,9 @@ from bot.mail.parse import parse_message
 from bot.model import Decision, Message
 from bot.rules.decide import decide
 from bot.rules.ruleset import RuleSet
-from bot.rules.schema import Priority, SourceName, Strings
+from bot.rules.schema import Priority, Strings
 from bot.rules.yamlfile import YamlDocument, YamlSyntaxError, read_text
+from bot.vocab import ActionKind, SourceKind
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 ActionName = Literal["acknowledge", "ask_info", "answer", "forward", "alert"]
@@ -53,7 +54,7 @@ class InlineMessage(_Strict):
     body: str = ""
     html: str | None = None
     headers: dict[str, str] = {}
-    source: SourceName = "email"
+    source: SourceKind = SourceKind.EMAIL
     tags: Strings = []
     mailbox: int | None = None
 
@@ -85,7 +86,7 @@ class Expect(_Strict):
 class Case(_Strict):
     name: str
     eml: str | None = None
-    source: SourceName | None = None
+    source: SourceKind | None = None
     message: InlineMessage | None = None
     expect: Expect
 
@@ -179,16 +180,16 @@ def load_case_file(path: Path) -> list[_Runnable]:
                                  extra))
         else:
             out.append(_from_file(case.name, base / (case.eml or ""), case.expect,
-                                  case.source or "email"))
+                                  case.source or SourceKind.EMAIL))
     if spec.manifest is not None:
         out += _from_manifest(base / spec.manifest)
     for folder in spec.folders:
         directory = base / folder.path
         if not directory.is_dir():
-            out.append(_Runnable(folder.path, folder.expect, None, "email", {},
+            out.append(_Runnable(folder.path, folder.expect, None, SourceKind.EMAIL, {},
                                  f"folder {directory} not found"))
             continue
-        out += [_from_file(f.name, f, folder.expect, "email")
+        out += [_from_file(f.name, f, folder.expect, SourceKind.EMAIL)
                 for f in sorted(directory.glob("*.eml"))]
     return out
 
@@ -202,12 +203,13 @@ def _from_file(name: str, path: Path, expect: Expect, source: str) -> _Runnable:
 
 def _from_manifest(path: Path) -> list[_Runnable]:
     if not path.is_file():
-        return [_Runnable(path.name, Expect(), None, "email", {}, f"manifest {path} not found")]
+        return [_Runnable(path.name, Expect(), None, SourceKind.EMAIL, {},
+                          f"manifest {path} not found")]
     doc = YamlDocument.parse(read_text(path))
     tickets = doc.data.get("tickets", []) if isinstance(doc.data, dict) else []
     return [_from_file(t["file"], path.parent / t["file"],
                        Expect(ignored=False, priority=t["priority"], first_action=t["action"]),
-                       "email")
+                       SourceKind.EMAIL)
             for t in tickets]
 
 
@@ -259,7 +261,7 @@ def compare(expect: Expect, d: Decision) -> list[str]:
     check("followup", expect.followup, d.followup)
     check("rules", expect.rules, list(d.rules))
     check("tags", expect.tags, list(d.tags))
-    first = next((a.kind for a in d.actions if a.kind != "alert"), None)
+    first = next((a.kind for a in d.actions if a.kind != ActionKind.ALERT), None)
     check("first_action", expect.first_action, first)
     if expect.actions is not None:
         remaining = list(d.actions)
