@@ -19,6 +19,7 @@ from bot.rules.prefilter import prefilter
 from bot.rules.schema import AttachmentTest, Condition, CountTest, HeaderTest, Test
 
 Result = tuple[bool, str]
+ONLY_ASIDE = "only in text they did not write"  # how a miss says quotes or blobs matched
 MAX_BODY = 100_000  # characters of body the conditions look at
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
                          "\u201c": '"', "\u201d": '"', "\u00a0": " ", "\u200b": ""})
@@ -258,8 +259,8 @@ class TextMatcher(Matcher):
             if aside:
                 kinds = ", ".join(dict.fromkeys(UUENCODED if k.startswith(UUENCODED) else k
                                                 for k, _ in reading.set_aside))
-                return False, (f"{self.miss} in the requester's own words (it {aside} only "
-                               f"in text they did not write: {kinds})")
+                return False, (f"{self.miss} in the requester's own words (it {aside} "
+                               f"{ONLY_ASIDE}: {kinds})")
         return False, self.miss
 
 
@@ -379,12 +380,15 @@ class AnyOf(Matcher):
 
     def test(self, facts: Facts) -> Result:
         last = ""
+        aside = ""
         for part in self.parts:
             ok, reason = part.test(facts)
             if ok:
                 return True, reason
             last = reason
-        return False, self.miss or last
+            if not aside and ONLY_ASIDE in reason:
+                aside = reason  # the miss worth showing: it matched what they did not write
+        return False, aside or self.miss or last
 
 
 class Not(Matcher):

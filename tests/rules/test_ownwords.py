@@ -81,3 +81,10 @@ def test_explain_says_which_text_matched_and_why() -> None:
     bounce = {"body": {"contains": "550 5.1.1"}}
     assert explain(bounce, "FYI\n\n> From: MAILER-DAEMON@mx.example\n> 550 5.1.1 unknown") == (
         True, "body contains '550 5.1.1' (in a bounce the requester pasted or forwarded)")
+
+
+def test_a_rule_of_many_conditions_shows_the_miss_that_matched_set_aside_text() -> None:
+    rule = {"any": [{"text": "invoice"}, {"text": {"matches": r"\bspf\b"}}]}
+    hit, why = explain(rule, f"Lost attachment.\n{UU}")
+    assert not hit and "only in text they did not write: uuencoded attachment" in why
+    assert explain(rule, "Lost attachment.") == (False, "none of its 2 conditions matched (text)")
