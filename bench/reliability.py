@@ -3,7 +3,8 @@
 Usage: python bench/reliability.py [--long] [--seed N] [--only SUITE,...] [--keep DIR]
                                    [--atheris-seconds S]
 
-Suites: crash (SIGKILLed worker process, Dovecot + aiosmtpd), network (fault proxies in
+Suites: crash (SIGKILLed worker process, Dovecot + aiosmtpd), postgres (the same with two
+workers on one private PostgreSQL, SIGKILLed in turn), network (fault proxies in
 front of IMAP, SMTP and Help Scout), helpscout (a misbehaving fake Help Scout), input
 (the shared corpus through the worker, hypothesis fuzzers, atheris when installed), and
 security (tests/test_security.py plus the defects pinned as strict xfails). The short
@@ -38,10 +39,11 @@ from tests.reliability.hsfault import run_helpscout_suite
 from tests.reliability.inprocess import quiet_logs
 from tests.reliability.netfault import run_network_suite
 from tests.servers.dovecot import DovecotServer, find_dovecot
+from tests.servers.postgres import PostgresServer, find_bindir
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
-SUITES = ("crash", "network", "helpscout", "input", "security")
+SUITES = ("crash", "postgres", "network", "helpscout", "input", "security")
 # The defects the suites found in code this suite does not own, pinned as strict xfails.
 PINNED = [
     "tests/reliability/test_crash.py::test_a_kill_mid_batch_resends_at_most_the_message_in_flight",
@@ -65,10 +67,12 @@ class Sizes:
     fuzz_decide: int
     fuzz_rules: int
     atheris_seconds: int
+    crash_postgres: tuple[int, int] = (40, 10)  # (tickets, kills) over two workers
 
 
 SHORT = Sizes(60, 8, None, 24, 12, 12, 30, 12, 0, 100, 2000, 500, 0)
-LONG = Sizes(500, 60, (150, 20), 200, 100, 80, 200, 60, 3, 1500, 20000, 3000, 60)
+LONG = Sizes(500, 60, (150, 20), 200, 100, 80, 200, 60, 3, 1500, 20000, 3000, 60,
+             crash_postgres=(200, 60))
 
 
 @dataclass
@@ -120,6 +124,18 @@ def crash(sizes: Sizes, seed: int, work: Path, dovecot: DovecotServer) -> list[O
                                     workdir=work / "crash-sent", dovecot=dovecot,
                                     sent_folder=True, progress=say)))
     return out
+
+
+def postgres(sizes: Sizes, seed: int, work: Path, dovecot: DovecotServer) -> list[Outcome]:
+    tickets, kills = sizes.crash_postgres
+    with PostgresServer() as pg:
+        return [timed(
+            "postgres", f"Crash suite, two workers on PostgreSQL: {tickets} tickets, {kills} "
+                        "SIGKILLs across them",
+            lambda: run_crash_suite(tickets=tickets, kills=kills, seed=seed + 2,
+                                    workdir=work / "crash-postgres", dovecot=dovecot,
+                                    state_url=pg.new_database(), workers=2,
+                                    max_lifetime=2.0, progress=say))]
 
 
 def network(sizes: Sizes, seed: int, work: Path, dovecot: DovecotServer) -> list[Outcome]:
@@ -240,7 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     started = time.monotonic()
     try:
-        needs_dovecot = {"crash", "network"} & set(only)
+        needs_dovecot = {"crash", "postgres", "network"} & set(only)
+        if "postgres" in only and find_bindir() is None:
+            print("PostgreSQL is not installed (scripts/install-test-deps.sh): the postgres "
+                  "suite needs it", file=sys.stderr)
+            return 1
         if needs_dovecot and find_dovecot() is None:
             print("dovecot is not installed (scripts/install-test-deps.sh): crash and network "
                   "suites need it", file=sys.stderr)
@@ -248,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with DovecotServer() if needs_dovecot else _Nothing() as dovecot:
             if "crash" in only:
                 outcomes += crash(sizes, args.seed, work, dovecot)
+            if "postgres" in only:
+                outcomes += postgres(sizes, args.seed, work, dovecot)
             if "network" in only:
                 outcomes += network(sizes, args.seed, work, dovecot)
         if "helpscout" in only:
