@@ -14,6 +14,7 @@ from bot.errors import RulesError
 from bot.mail.addresses import reply_recipient
 from bot.mail.html2text import html_to_text
 from bot.model import Decision, Message
+from bot.rules.details import missing_details
 from bot.rules.durations import humanise
 from bot.rules.ruleset import RuleSet
 from bot.store import Ticket
@@ -113,6 +114,10 @@ def context(about: About, ruleset: RuleSet, *, kind: MessageKind | str, rule: st
         "check_in_after": humanise(s.check_in_after),
         "close_after": humanise(s.close_after),
         "kind": str(kind),
+        "missing": missing_details(original),
+        "sender": about.requester,
+        "sender_name": about.requester_name or about.requester,
+        "words": "",
     }
     if extra:
         ctx.update(extra)

@@ -9,7 +9,7 @@ it is read again). Nothing here sends: the outbox does, afterwards.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -17,7 +17,6 @@ import structlog
 
 from bot.config import Settings
 from bot.errors import MalformedMessage, StoreError
-from bot.expand import expand
 from bot.lifecycle.agents import AgentActions
 from bot.lifecycle.followup import Lifecycle
 from bot.mail.addresses import reply_recipient
@@ -31,8 +30,7 @@ from bot.rules.ruleset import RuleSet
 from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
 from bot.templates import Templates
-from bot.tickets import Tickets
-from bot.vocab import Author, Priority, SourceKind, TicketEvent, spec
+from bot.vocab import Author, SourceKind
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +81,6 @@ class Pipeline:
         self.planner = planner
         self.lifecycle = lifecycle
         self.rules = rules
-        self.tickets = Tickets(store)
         self.agents = AgentActions(store, lifecycle)
 
     # -- batches ------------------------------------------------------------------------
@@ -184,7 +181,7 @@ class Pipeline:
 
         if ticket is not None:
             record("reply", ticket.id)
-            ids = self.lifecycle.requester_replied(ticket, msg, item.ref, now, ruleset, templates)
+            ids = self.lifecycle.on_message(ticket, msg, item.ref, now, ruleset, templates)
             return Outcome(item.ref, "reply", ticket.id, decision, msg, outbox_ids=ids)
 
         cutoff = now - timedelta(hours=self.settings.backfill_hours)
@@ -199,18 +196,7 @@ class Pipeline:
         return Outcome(item.ref, "ticket", ticket.id, decision, msg, outbox_ids=ids)
 
     def _find_ticket(self, msg: Message) -> Ticket | None:
-        if msg.source == SourceKind.HELPSCOUT and msg.conversation_id is not None:
-            return self.store.ticket_by_conversation(msg.conversation_id)
-        ticket = self.store.ticket_by_thread([*msg.in_reply_to, *reversed(msg.references)])
-        if ticket is not None:
-            return ticket
-        number = find_ticket_ref(msg.subject)
-        if number is not None:
-            candidate = self.store.get_ticket(number)
-            # A subject tag alone is easy to forge: only the requester's own domain may use it.
-            if candidate and _domain(candidate.requester) == _domain(msg.from_addr):
-                return candidate
-        return None
+        return find_ticket(self.store, msg)
 
     def _open_ticket(self, msg: Message, item: Inbound, now: datetime) -> Ticket:
         requester = (reply_recipient(msg) if msg.source != SourceKind.HELPSCOUT
@@ -228,35 +214,8 @@ class Pipeline:
 
     def act(self, ticket: Ticket, msg: Message, decision: Decision, trigger: str, now: datetime,
             ruleset: RuleSet, templates: Templates) -> list[int]:
-        """Record the decision on the ticket and plan every message it sends."""
-        sends = expand(decision, ticket.requester)
-        answer = next((spec(s.kind).event for s in sends if spec(s.kind).event), None)
-        changes: dict[str, object] = {
-            "priority": decision.priority, "topic": decision.topic, "tags": tuple(decision.tags),
-            "rules": tuple(decision.rules), "owner": decision.owner}
-        state = self.tickets.apply(ticket, answer or TicketEvent.ACKNOWLEDGED, now, **changes)
-        ticket = replace(ticket, updated_at=now, state=state, priority=decision.priority,
-                         topic=decision.topic, tags=tuple(decision.tags),
-                         rules=tuple(decision.rules), owner=decision.owner)
-        trace = "; ".join(f"{s.rule}: {s.reason}" for s in decision.trace if s.matched)
-        self.store.log(now, ticket.id, "classified",
-                       f"priority={decision.priority} topic={decision.topic} "
-                       f"rules={','.join(decision.rules)} ({trace})",
-                       rule=decision.rules[0] if decision.rules else None)
-        ids: list[int] = []
-        for send in sends:
-            ids += self.planner.plan(
-                ticket=ticket, kind=send.kind, to=list(send.to), trigger=trigger, now=now,
-                ruleset=ruleset, templates=templates, template=send.template, rule=send.rule,
-                original=msg, owner=send.owner)
-        # Help Scout has no priority field; tag only what differs from the norm, since each
-        # tag write costs a read and a write against the rate limit.
-        tags = list(decision.tags) + ([f"priority-{decision.priority}"]
-                                      if decision.priority not in (None, Priority.NORMAL)
-                                      else [])
-        self.planner.plan_tags(ticket, tags, trigger, now)
-        self.lifecycle.ticket_acted(ticket, decision, now, ruleset)
-        return ids
+        """Record the decision on the new ticket and plan what it sends (``Lifecycle.act``)."""
+        return self.lifecycle.act(ticket, msg, decision, trigger, now, ruleset, templates)
 
     def _agent_thread(self, item: Inbound, msg: Message, ticket: Ticket | None, now: datetime,
                       record: Record) -> Outcome:
@@ -288,6 +247,23 @@ class Pipeline:
                 if ticket is None:
                     continue
                 self.lifecycle.recipient_undeliverable(ticket, address, now, ruleset, templates)
+
+
+def find_ticket(store: Store, msg: Message) -> Ticket | None:
+    """The ticket ``msg`` belongs to: its Help Scout conversation, its threading headers,
+    or a ``[#N]`` subject tag from the requester's own domain (``explain`` asks the same)."""
+    if msg.source == SourceKind.HELPSCOUT and msg.conversation_id is not None:
+        return store.ticket_by_conversation(msg.conversation_id)
+    ticket = store.ticket_by_thread([*msg.in_reply_to, *reversed(msg.references)])
+    if ticket is not None:
+        return ticket
+    number = find_ticket_ref(msg.subject)
+    if number is not None:
+        candidate = store.get_ticket(number)
+        # A subject tag alone is easy to forge: only the requester's own domain may use it.
+        if candidate and _domain(candidate.requester) == _domain(msg.from_addr):
+            return candidate
+    return None
 
 
 def _domain(address: str) -> str:

@@ -10,7 +10,6 @@ recorded `suppressed` row, never a silent drop.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -21,6 +20,7 @@ from bot.helpscout import ops
 from bot.mail.compose import ComposeError, compose, make_message_id, ticket_subject
 from bot.model import Message
 from bot.rules.ruleset import RuleSet
+from bot.rules.team import Team
 from bot.store import Store, Ticket
 from bot.templates import Rendered, Templates
 from bot.vocab import (
@@ -36,16 +36,7 @@ from bot.vocab import (
 
 log = structlog.get_logger(__name__)
 
-@dataclass
-class Team:
-    """The team's own addresses: never capped, and never treated as requesters."""
-
-    addresses: frozenset[str]
-    owners: dict[str, str] = field(default_factory=dict)
-
-    def is_team(self, address: str) -> bool:
-        return address.lower() in self.addresses
-
+MAX_REFS = 20  # Message-IDs a ticket keeps for threading (its root is kept apart)
 
 class Planner:
     """Renders templates, composes mail or Help Scout operations, records outbox rows."""
@@ -59,7 +50,7 @@ class Planner:
         self.alert_webhook = alert_webhook
         # loop-safety settings; the worker sets them from the rules in force (and on reload)
         self.cap: int | None = 5
-        self.team = Team(frozenset())
+        self.team = Team()
 
     # -- template context ---------------------------------------------------------------
     def context(self, ticket: Ticket, ruleset: RuleSet, *, kind: MessageKind, rule: str | None,
@@ -106,6 +97,7 @@ class Planner:
         to_requester = kind in REQUESTER_KINDS
         message_id = make_message_id(ticket.id, kind, self.settings.from_domain)
         if to_requester:
+            ticket = self.store.get_ticket(ticket.id) or ticket  # its thread may have grown
             subject = ticket_subject(ticket.subject, ticket.id)
             in_reply_to = ticket.last_message_id
             references = list(ticket.refs)
@@ -118,13 +110,15 @@ class Planner:
             subject = f"[#{ticket.id}] {label}: {ticket.subject or 'support request'}"
             in_reply_to, references = None, []
         auto = spec(kind).auto_submitted
+        # the team's answer to a team message comes back to us, so it reaches the requester
+        reply_to = None if to_requester else self.settings.from_header
         recipients, suppressed = self._screen(to, to_requester=to_requester, now=now)
         try:
             payload = compose(
                 kind=kind, from_header=self.settings.from_header, to=recipients or to,
                 subject=subject, text=rendered.text, html=rendered.html,
                 message_id=message_id, date=now, in_reply_to=in_reply_to,
-                references=references, auto_submitted=auto,
+                references=references, auto_submitted=auto, reply_to=reply_to,
                 attach_original=(original.raw if original is not None
                                  and spec(kind).attach_original else None),
                 extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
@@ -143,6 +137,9 @@ class Planner:
         if outbox_id is None:
             return []
         self.store.add_thread_id(message_id, ticket.id)
+        if to_requester and recipients:
+            # the whole chain, ours included, so the next message threads under all of it
+            self.store.update_ticket(ticket.id, now, refs=[*ticket.refs, message_id][-MAX_REFS:])
         if suppressed:
             self.store.log(now, ticket.id, "suppressed", f"{kind}: " + "; ".join(suppressed),
                            rule=rule)

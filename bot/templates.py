@@ -71,6 +71,12 @@ def sample_context(**extra: Any) -> dict[str, Any]:
         "check_in_after": "1 day",
         "close_after": "1 day",
         "kind": "acknowledge",
+        # what is still missing from a problem report (bot.rules.details), for ask_again
+        "missing": ["your browser or device", "since when it happens, and whether every time"],
+        # who wrote the message a relay passes on, and their own words (quotes removed)
+        "sender": "dana@whitfieldhomes.example",
+        "sender_name": "Dana Whitfield",
+        "words": "It happens on every send since this morning.",
         "report": {
             "days": 7, "tickets": 12,
             "by_topic": {"deliverability": 4, "billing": 3, "other": 5},

@@ -89,3 +89,14 @@ class Tickets:
             fields.setdefault("closed_at", None)
         self.store.update_ticket(ticket.id, now, state=state.value, **fields)
         return state
+
+
+# An acknowledged ticket nobody owns sits in the team's shared queue (the support mailbox
+# itself); a closed one is done. Any other ticket needs an owner or something pending.
+NOT_STRANDABLE: frozenset[S] = frozenset({S.ACKNOWLEDGED, S.CLOSED})
+
+
+def stranded(store: Store) -> list[int]:
+    """The invariant "no ticket is left open with no owner and nothing pending": the ids of
+    tickets that break it (``status`` lists them; the story tests assert there are none)."""
+    return store.stranded_tickets(sorted(NOT_STRANDABLE))

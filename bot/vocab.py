@@ -62,7 +62,7 @@ class TicketEvent(StrEnum):
     ANSWERED = "answered"
     REQUESTER_REPLIED = "requester replied"
     AGENT_REPLIED = "agent replied"  # the conversation stays active
-    AGENT_ASKED = "agent asked"  # an agent's reply leaves it pending on the requester
+    AGENT_ASKED = "agent asked"  # the team answered the requester: the ball is with them
     AGENT_CLOSED = "agent closed"
     CLOSED_SILENT = "closed after silence"  # the closure after an unanswered check-in
     MERGED = "merged"  # Help Scout: its conversation was merged into another ticket's
@@ -73,6 +73,7 @@ class TimerKind(StrEnum):
     CLOSE = "close"
     FIRST_RESPONSE = "first_response"
     ASSIGNED_REMINDER = "assigned_reminder"
+    REDECIDE = "redecide"  # replies within followup.ack_quiet wait for one decision
 
 
 FOLLOWUP_TIMERS: tuple[TimerKind, ...] = (TimerKind.CHECK_IN, TimerKind.CLOSE)
@@ -143,6 +144,8 @@ class MessageKind(StrEnum):
     CHECK_IN = "check_in"
     CLOSURE = "closure"
     REOPENED = "reopened"
+    OWNER_REPLY = "owner_reply"  # the owner's answer, relayed to the requester
+    UPDATE_RELAYED = "update_relayed"  # "your update reached the owner", once a day at most
     # to the team
     FORWARD = "forward"
     RELAY = "relay"
@@ -187,6 +190,10 @@ KINDS: dict[MessageKind, KindSpec] = {
     MessageKind.CLOSURE: KindSpec("closure", _GENERATED, True,
                                   helpscout_status=HelpScoutStatus.CLOSED),
     MessageKind.REOPENED: KindSpec("acknowledge", _GENERATED, True, helpscout_status=_ACTIVE),
+    MessageKind.OWNER_REPLY: KindSpec("owner_reply", _GENERATED, True,
+                                      helpscout_status=_PENDING),
+    MessageKind.UPDATE_RELAYED: KindSpec("update_relayed", _REPLIED, True,
+                                         helpscout_status=_ACTIVE),
     MessageKind.FORWARD: KindSpec("forward", _GENERATED, False, TicketEvent.FORWARDED,
                                   label="Assigned to you", attach_original=True),
     MessageKind.RELAY: KindSpec("forward", _GENERATED, False, label="New reply",

@@ -30,7 +30,8 @@ from bot.lifecycle.report_schedule import maybe_send_report
 from bot.model import Headers
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
-from bot.plan import Planner, Team
+from bot.plan import Planner
+from bot.rules.team import Team
 from bot.sources.base import Batch, Inbound, Rereads, Source
 from bot.store import Store
 from bot.store.database import Dialect
@@ -117,9 +118,7 @@ class Worker:
         """Loop-safety settings follow the rules in force (they can change on reload)."""
         ruleset, _ = self.rules.current
         s = ruleset.settings
-        team = {self.settings.from_addr}
-        team.update(a.lower() for a in s.team_addresses)
-        self.planner.team = Team(frozenset(team))
+        self.planner.team = Team.of(s, self.settings.from_addr)
         self.planner.cap = s.per_recipient_per_day
 
     def request_reload(self) -> None:

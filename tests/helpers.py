@@ -87,3 +87,28 @@ def outbox_mail(path: Path) -> list[Sent]:
 
 def clock_at(when: datetime) -> FakeClock:
     return FakeClock(when)
+
+
+def unflow(text: str) -> str:
+    """RFC 3676 reading of a ``format=flowed`` body: soft breaks re-joined, stuffing removed."""
+    out: list[str] = []
+    joining = False
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith(" "):
+            line = line[1:]
+        if joining:
+            out[-1] += line
+        else:
+            out.append(line)
+        joining = line.endswith(" ") and line != "-- "
+    return "\n".join(out)
+
+
+def plain_text(message: EmailMessage) -> str:
+    """The text/plain body as the person reads it (flowed lines re-joined)."""
+    body = message.get_body(("plain",))
+    assert isinstance(body, EmailMessage)
+    text = str(body.get_content())
+    if body.get_param("format") == "flowed":
+        return unflow(text)
+    return text.replace("\r\n", "\n")

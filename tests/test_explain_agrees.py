@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from bot.rules.decide import decide
 from bot.rules.reload import load_set
 from bot.runtime import open_worker
 from tests.conftest import CORPUS
-from tests.helpers import REPO, deliver, embedded_settings, outbox_mail
+from tests.helpers import REPO, deliver, embedded_settings, outbox_mail, plain_text
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday morning
 SAMPLES = sorted((REPO / "bot" / "demo" / "mail").glob("*.eml")) + sorted(
@@ -48,10 +47,8 @@ def worked(raw: bytes, tmp: Path, settings: Settings) -> list[tuple[str, tuple[s
     asyncio.run(go())
     out = []
     for sent in outbox_mail(tmp / "outbox"):
-        body = sent.message.get_body(("plain",))
-        assert isinstance(body, EmailMessage)
         to = tuple(a.strip() for a in sent.to.split(","))
-        out.append((sent.kind, to, body.get_content().replace("\r\n", "\n")))
+        out.append((sent.kind, to, plain_text(sent.message)))
     return out
 
 

@@ -49,7 +49,7 @@ def just_now() -> datetime:
     return datetime.now(UTC) - timedelta(minutes=5)
 OWN_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references",
                "auto-submitted", "x-auto-response-suppress", "x-supportbot-kind",
-               "x-supportbot-ticket", "mime-version", "content-type",
+               "x-supportbot-ticket", "mime-version", "content-type", "reply-to",
                "content-transfer-encoding"}
 
 

@@ -4,7 +4,10 @@ Runs the same parser and the same `decide()` as the worker, then renders the pre
 The ``--json`` keys are a public contract (scripts and acceptance tests read them):
 ``ignored``, ``reason``, ``priority``, ``topic``, ``rules``, ``actions`` (each with
 ``kind`` and ``to``; a forward also ``notify``), plus ``trace``, ``owner``, ``tags``,
-``followup`` and ``previews``. Exactly one JSON object goes to stdout; logs go to stderr.
+``followup``, ``previews`` and ``reply`` (null for a new ticket; for a reply on a ticket
+found by its threading headers in the state, or given by ``--ticket N``: its ``ticket``,
+``handling``, ``side``, ``reason`` and ``sender``: what the worker does with it as a reply,
+never as a new ticket). Exactly one JSON object goes to stdout; logs go to stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +24,15 @@ from typing import Any
 from bot.commands._common import setup
 from bot.errors import MalformedMessage
 from bot.expand import Preview, previews
+from bot.lifecycle.history import plan_reply
 from bot.mail.addresses import reply_recipient
 from bot.mail.parse import parse_message
 from bot.model import Decision, Message
+from bot.pipeline import find_ticket
 from bot.rules.decide import decide
 from bot.rules.reload import load_set
+from bot.store import Store, Ticket
+from bot.vocab import Priority
 
 ORDER = 31
 
@@ -39,10 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--source", choices=("email", "imap", "maildir", "helpscout"),
                    default="email", help="which source the message is treated as "
                    "(default: email)")
+    p.add_argument("--ticket", type=_ticket_number, metavar="N",
+                   help="explain the message as a reply on ticket N (default: the ticket its "
+                   "threading headers name in the state, if any)")
     p.add_argument("--rules", type=Path, help="rules file (default: $SUPPORTBOT_RULES)")
     p.add_argument("--templates", type=Path, help="templates folder (default: "
                    "$SUPPORTBOT_TEMPLATES)")
     p.set_defaults(func=run)
+
+
+def _ticket_number(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a ticket number")
+    return int(text)
 
 
 def action_json(action: Any, notify: list[str]) -> dict[str, Any]:
@@ -104,13 +121,53 @@ def run(args: argparse.Namespace) -> int:
         decision = decide(message, None, now, ruleset,
                           own_addresses=frozenset({settings.from_addr}),
                           own_domain=settings.from_domain)
+    reply = None
+    on: Ticket | None = None
+    if message is not None and not decision.ignored:
+        found = _reply_ticket(settings.state_path, message, args.ticket)
+        if isinstance(found, str):
+            print(f"supportbot: {found}", file=sys.stderr)
+            return 2
+        if found is not None:
+            store, on = found
+            try:
+                reply = plan_reply(store, on, message, now, ruleset, settings.from_addr,
+                                   recorded=False)
+            finally:
+                store.close()
+            decision = reply.decision or Decision(
+                ignored=False, reason=None, topic=on.topic, owner=on.owner, rules=on.rules,
+                priority=Priority(on.priority) if on.priority else None)
+            decision = replace(decision, trace=reply.trace)
     shown = previews(message, decision, ruleset, templates) if message is not None else []
     if args.json:
-        print(json.dumps(as_json(args.file, args.source, message, decision, shown,
-                                 ruleset.digest), indent=2, ensure_ascii=False))
+        out = as_json(args.file, args.source, message, decision, shown, ruleset.digest)
+        out["reply"] = None if reply is None or on is None else {
+            "ticket": on.id,
+            "handling": reply.handling.value, "side": reply.side.value,
+            "reason": reply.reason, "sender": reply.sender}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
-    print(render_text(args.file, args.source, message, decision, shown))
+    text = render_text(args.file, args.source, message, decision, shown)
+    if reply is not None and on is not None:
+        text = text.replace("\nRules:", f"\nReply on ticket #{on.id} "
+                            f"({on.state}, owner {on.owner or '-'}): "
+                            f"{reply.handling}\n\nRules:", 1)
+    print(text)
     return 0
+
+
+def _reply_ticket(state: Path, message: Message,
+                  number: int | None) -> tuple[Store, Ticket] | str | None:
+    """The ticket the message is a reply on, from the state (never created by explain)."""
+    if not state.exists():
+        return f"no state at {state}: cannot look up ticket #{number}" if number else None
+    store = Store(state)
+    ticket = store.get_ticket(number) if number else find_ticket(store, message)
+    if ticket is None:
+        store.close()
+        return f"ticket #{number} is not in {state}" if number else None
+    return store, ticket
 
 
 def render_text(path: Path, source: str, message: Message | None, decision: Decision,

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.commands._common import open_store, setup
-from bot.mail.parse import parse_message
-from bot.model import Decision, Message
+from bot.lifecycle.history import ledger_message
+from bot.model import Decision
 from bot.rules.decide import decide
 from bot.rules.load import load_ruleset
-from bot.store import LedgerMessage
 from bot.templates import Templates
 
 ORDER = 33
@@ -33,21 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--days", type=float, default=7.0, help="how far back (default 7)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run)
-
-
-def rebuild(row: LedgerMessage) -> Message:
-    """The original message as the rules saw it, from the ledger."""
-    entry = row.entry
-    if row.raw is not None:
-        return parse_message(row.raw, source=entry.source)
-    s = json.loads(row.summary or "{}")
-    return Message(source=entry.source, message_id=entry.message_id,
-                   from_addr=s.get("from_addr", entry.from_addr),
-                   from_name=s.get("from_name", ""), subject=s.get("subject", entry.subject),
-                   text=s.get("text", ""), to=tuple(s.get("to", ())), tags=tuple(s.get("tags", ())),
-                   mailbox_id=s.get("mailbox_id"), conversation_id=s.get("conversation_id"),
-                   conversation_number=s.get("conversation_number"),
-                   thread_id=s.get("thread_id"), customer_id=s.get("customer_id"))
 
 
 def summary(d: Decision) -> dict[str, Any]:
@@ -71,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for row in store.messages_since(now - timedelta(days=args.days)):
             total += 1
-            msg = rebuild(row)
+            msg = ledger_message(row)
             before = summary(decide(msg, None, now, current, own_addresses=own,
                                     own_domain=settings.from_domain))
             after = summary(decide(msg, None, now, candidate, own_addresses=own,

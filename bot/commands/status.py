@@ -9,6 +9,7 @@ from typing import Any
 from bot.clock import to_iso
 from bot.commands._common import open_store, setup
 from bot.store import Store
+from bot.tickets import stranded
 
 ORDER = 41
 
@@ -48,6 +49,8 @@ def collect(store: Store) -> dict[str, Any]:
                          "at": store.get_meta("rules:last_reload_at")},
         "promise_missed": len([a for a in store.activity(limit=5000)
                                if a.action == "promise missed"]),
+        # open tickets with no owner and nothing pending: nobody will act on them
+        "stranded": stranded(store),
     }
 
 
@@ -84,4 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Undeliverable {u['address']} since {u['at']}: {u['reason']}")
     if data["promise_missed"]:
         print(f"One-hour promise missed: {data['promise_missed']} ticket(s)")
+    if data["stranded"]:
+        print("Stranded (open, no owner, nothing pending): "
+              + ", ".join(f"#{n}" for n in data["stranded"]))
     return 0

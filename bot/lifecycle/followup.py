@@ -11,14 +11,19 @@ transaction that plans its message, and a timer whose ticket moved on is cancell
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
 
+from bot.conversation import Handling, ReplyPlan, Side, conversation_message, decide_again
+from bot.expand import expand
+from bot.lifecycle.history import conversation, plan_reply, ticket_facts
 from bot.model import Decision, Message
-from bot.plan import Planner
+from bot.plan import MAX_REFS, Planner
 from bot.rules.durations import humanise
 from bot.rules.ruleset import RuleSet
+from bot.rules.team import Team
 from bot.store import Store, Ticket, TimerRow
 from bot.templates import Templates
 from bot.tickets import Tickets, awaiting_requester
@@ -27,11 +32,13 @@ from bot.vocab import (
     REQUESTER_KINDS,
     HelpScoutStatus,
     MessageKind,
+    Priority,
     SourceKind,
     TicketEvent,
     TicketState,
     TimerKind,
     TimerStatus,
+    spec,
 )
 
 log = structlog.get_logger(__name__)
@@ -60,53 +67,153 @@ class Lifecycle:
         self.store.log(now, ticket.id, "scheduled", f"check-in due {due.isoformat()}")
 
     def ticket_acted(self, ticket: Ticket, decision: Decision, now: datetime,
-                     ruleset: RuleSet) -> None:
+                     ruleset: RuleSet, trigger: str = "opened") -> None:
         s = ruleset.settings
         self.store.add_timer(key=f"t{ticket.id}:first_response", ticket_id=ticket.id,
                              kind=TimerKind.FIRST_RESPONSE,
                              due_at=ticket.created_at + s.first_response_after, now=now)
         if decision.followup:
-            self._schedule_followup(ticket, "opened", now, ruleset)
+            self._schedule_followup(ticket, trigger, now, ruleset)
         if decision.owner and s.assigned_reminder_after:
             self.store.add_timer(key=f"t{ticket.id}:assigned_reminder:1", ticket_id=ticket.id,
                                  kind=TimerKind.ASSIGNED_REMINDER,
                                  due_at=now + s.assigned_reminder_after,
                                  now=now)
 
-    # -- events -------------------------------------------------------------------------
-    def requester_replied(self, ticket: Ticket, msg: Message, trigger: str, now: datetime,
-                          ruleset: RuleSet, templates: Templates) -> list[int]:
-        """Any reply from the requester's side cancels follow-ups and reopens the ticket."""
-        if self.planner.team.is_team(msg.from_addr):
-            self.store.log(now, ticket.id, "team reply", f"from {msg.from_addr}",
+    # -- decisions ----------------------------------------------------------------------
+    def act(self, ticket: Ticket, msg: Message, decision: Decision, trigger: str, now: datetime,
+            ruleset: RuleSet, templates: Templates) -> list[int]:
+        """Record the decision on the ticket and plan every message it sends (``msg`` is
+        what the owner sees: the first message, or the whole conversation so far)."""
+        sends = expand(decision, ticket.requester)
+        answer = next((spec(s.kind).event for s in sends if spec(s.kind).event), None)
+        changes: dict[str, object] = {
+            "priority": decision.priority, "topic": decision.topic, "tags": tuple(decision.tags),
+            "rules": tuple(decision.rules), "owner": decision.owner}
+        state = self.tickets.apply(ticket, answer or TicketEvent.ACKNOWLEDGED, now, **changes)
+        ticket = replace(ticket, updated_at=now, state=state, priority=decision.priority,
+                         topic=decision.topic, tags=tuple(decision.tags),
+                         rules=tuple(decision.rules), owner=decision.owner)
+        trace = "; ".join(f"{s.rule}: {s.reason}" for s in decision.trace if s.matched)
+        self.store.log(now, ticket.id, "classified",
+                       f"priority={decision.priority} topic={decision.topic} "
+                       f"rules={','.join(decision.rules)} ({trace})",
+                       rule=decision.rules[0] if decision.rules else None)
+        ids: list[int] = []
+        for send in sends:
+            ids += self.planner.plan(
+                ticket=ticket, kind=send.kind, to=list(send.to), trigger=trigger, now=now,
+                ruleset=ruleset, templates=templates, template=send.template, rule=send.rule,
+                original=msg, owner=send.owner)
+            ticket = self.store.get_ticket(ticket.id) or ticket  # the thread grew
+        # Help Scout has no priority field; tag only what differs from the norm, since each
+        # tag write costs a read and a write against the rate limit.
+        tags = list(decision.tags) + ([f"priority-{decision.priority}"]
+                                      if decision.priority not in (None, Priority.NORMAL)
+                                      else [])
+        self.planner.plan_tags(ticket, tags, trigger, now)
+        self.ticket_acted(ticket, decision, now, ruleset, trigger)
+        return ids
+
+    # -- a new message on a ticket --------------------------------------------------------
+    def team(self, ruleset: RuleSet) -> Team:
+        return Team.of(ruleset.settings, self.planner.settings.from_addr)
+
+    def plan_reply(self, ticket: Ticket, msg: Message, now: datetime,
+                   ruleset: RuleSet) -> ReplyPlan:
+        """What ``msg`` (already in the ledger) leads to; ``explain`` asks the same."""
+        return plan_reply(self.store, ticket, msg, now, ruleset, self.planner.settings.from_addr)
+
+    def on_message(self, ticket: Ticket, msg: Message, trigger: str, now: datetime,
+                   ruleset: RuleSet, templates: Templates) -> list[int]:
+        """A new message on ``ticket``: see ``bot.conversation`` for what it leads to."""
+        plan = self.plan_reply(ticket, msg, now, ruleset)
+        if msg.message_id:
+            self.store.add_thread_id(msg.message_id, ticket.id)
+        if plan.side == Side.TEAM:
+            return self._team_message(ticket, msg, plan, trigger, now, ruleset, templates)
+        return self._requester_message(ticket, msg, plan, trigger, now, ruleset, templates)
+
+    def _team_message(self, ticket: Ticket, msg: Message, plan: ReplyPlan, trigger: str,
+                      now: datetime, ruleset: RuleSet, templates: Templates) -> list[int]:
+        who = f"{msg.from_name} <{plan.sender}>" if msg.from_name else plan.sender
+        if plan.handling == Handling.TEAM_NOTE:
+            self.store.log(now, ticket.id, "team note", f"from {who}: {plan.reason}",
+                           actor=plan.sender)
+            return []
+        ids: list[int] = []
+        if plan.handling == Handling.OWNER_ANSWER:
+            ids = self.planner.plan(
+                ticket=ticket, kind=MessageKind.OWNER_REPLY, to=[ticket.requester],
+                trigger=trigger, now=now, ruleset=ruleset, templates=templates,
+                owner=ticket.owner, extra={"words": plan.words, "sender": plan.sender,
+                                           "sender_name": msg.from_name or plan.sender})
+            self.store.log(now, ticket.id, "owner replied",
+                           f"from {who}: relayed to the requester", actor=plan.sender)
+        else:
+            self.store.mark_visible_update(ticket.id, now)
+            self.store.log(now, ticket.id, "team reply",
+                           f"from {who} to the requester: a visible update", actor=plan.sender)
+        # the team answered: reminders stop, and the ball is with the requester
+        self.store.cancel_timers(ticket.id, (*FOLLOWUP_TIMERS, TimerKind.ASSIGNED_REMINDER,
+                                             TimerKind.REDECIDE), now)
+        self.tickets.apply(ticket, TicketEvent.AGENT_ASKED, now, last_visible_update_at=now)
+        self._schedule_followup(ticket, trigger, now, ruleset)
+        return ids
+
+    def _requester_message(self, ticket: Ticket, msg: Message, plan: ReplyPlan, trigger: str,
+                           now: datetime, ruleset: RuleSet, templates: Templates) -> list[int]:
+        if plan.handling == Handling.ABSENCE:
+            self.store.log(now, ticket.id, "ignored", f"from {msg.from_addr}: {plan.reason}",
                            actor=msg.from_addr)
             return []
         refs = list(ticket.refs)
-        if msg.message_id:
-            self.store.add_thread_id(msg.message_id, ticket.id)
-            refs = [*refs, msg.message_id][-20:]
+        if msg.message_id and msg.message_id not in refs:
+            refs = [*refs, msg.message_id][-MAX_REFS:]
         cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_TIMERS, now)
         was = ticket.state
         self.tickets.apply(ticket, TicketEvent.REQUESTER_REPLIED, now, last_requester_at=now,
                            last_message_id=msg.message_id or ticket.last_message_id, refs=refs)
-        detail = f"from {msg.from_addr} (was {was})"
+        detail = f"from {msg.from_addr} (was {was}); {plan.handling}"
         if cancelled:
             detail += f"; {cancelled} follow-up(s) cancelled"
         self.store.log(now, ticket.id,
                        "reopened" if was == TicketState.CLOSED else "requester replied",
                        detail, actor=msg.from_addr)
         ticket = self.store.get_ticket(ticket.id) or ticket
+        if plan.handling == Handling.DEFERRED and plan.due is not None:
+            self.store.add_timer(key=f"t{ticket.id}:redecide:{plan.due.isoformat()}",
+                                 ticket_id=ticket.id, kind=TimerKind.REDECIDE, due_at=plan.due,
+                                 now=now)
+            self.store.log(now, ticket.id, "deferred", plan.reason)
+            return []
+        if plan.handling == Handling.DECIDE_AGAIN and plan.decision is not None:
+            found = conversation(self.store, ticket, self.team(ruleset))
+            whole = conversation_message(*found) if found else msg
+            return self.act(ticket, whole, plan.decision, trigger, now, ruleset, templates)
         ids: list[int] = []
-        if was == TicketState.CLOSED:
+        if plan.handling == Handling.REOPEN:
             ids += self.planner.plan(ticket=ticket, kind=MessageKind.REOPENED,
                                      to=[ticket.requester],
                                      trigger=trigger, now=now, ruleset=ruleset,
                                      templates=templates, extra={"reopened": True})
-        if ticket.owner and "@" in ticket.owner and ticket.source != SourceKind.HELPSCOUT:
-            ids += self.planner.plan(ticket=ticket, kind=MessageKind.RELAY, to=[ticket.owner],
-                                     trigger=trigger, now=now, ruleset=ruleset,
-                                     templates=templates, original=msg, owner=ticket.owner,
-                                     extra={"is_reply": True})
+        owner = ticket.owner
+        if owner and "@" in owner and ticket.source != SourceKind.HELPSCOUT:
+            ids += self.planner.plan(
+                ticket=ticket, kind=MessageKind.RELAY, to=[owner], trigger=trigger, now=now,
+                ruleset=ruleset, templates=templates, original=msg, owner=owner,
+                extra={"is_reply": True, "words": plan.words, "sender": plan.sender,
+                       "sender_name": msg.from_name or plan.sender})
+            if plan.handling == Handling.RELAY_TO_OWNER and plan.notify_requester:
+                ids += self.planner.plan(
+                    ticket=ticket, kind=MessageKind.UPDATE_RELAYED, to=[ticket.requester],
+                    trigger=trigger, now=now, ruleset=ruleset, templates=templates,
+                    owner=owner)
+            after = ruleset.settings.assigned_reminder_after
+            if after:  # the owner has the next move again
+                self.store.add_timer(key=f"t{ticket.id}:assigned_reminder:r{trigger}",
+                                     ticket_id=ticket.id, kind=TimerKind.ASSIGNED_REMINDER,
+                                     due_at=now + after, now=now)
         return ids
 
     def agent_replied(self, ticket: Ticket, status: str | None, trigger: str, now: datetime,
@@ -252,11 +359,28 @@ class Lifecycle:
                              now=now)
         return True
 
+    def _fire_redecide(self, timer: TimerRow, ticket: Ticket, now: datetime,
+                       ruleset: RuleSet, templates: Templates) -> bool:
+        """The quiet window after the bot's last message ended: one decision on every
+        reply that arrived meanwhile."""
+        if ticket.owner or ticket.state == TicketState.CLOSED:
+            return False
+        found = conversation(self.store, ticket, self.team(ruleset))
+        if found is None:
+            return False
+        whole = conversation_message(*found)
+        plan = decide_again(whole, ticket_facts(self.store, ticket), ruleset=ruleset, now=now)
+        if plan.decision is None:
+            return False
+        self.act(ticket, whole, plan.decision, f"timer{timer.id}", now, ruleset, templates)
+        return True
+
     @property
     def _handlers(self) -> dict[TimerKind, TimerHandler]:
         return {TimerKind.CHECK_IN: self._fire_check_in, TimerKind.CLOSE: self._fire_close,
                 TimerKind.FIRST_RESPONSE: self._fire_first_response,
-                TimerKind.ASSIGNED_REMINDER: self._fire_assigned_reminder}
+                TimerKind.ASSIGNED_REMINDER: self._fire_assigned_reminder,
+                TimerKind.REDECIDE: self._fire_redecide}
 
 
 TimerHandler = Callable[[TimerRow, Ticket, datetime, RuleSet, Templates], bool]

@@ -188,7 +188,7 @@ def _body(text: str, html: str | None, attach_original: bytes | None,
           ) -> tuple[list[bytes], bytes]:
     """text/plain, or multipart/alternative with the HTML; inside multipart/mixed with the
     original when there is one. No boundary occurs in any content, the original included."""
-    parts = [mime.text_part("plain", text)]
+    parts = [mime.text_part("plain", text, flow=True)]
     if html is not None:
         parts.append(mime.text_part("html", html))
     contents = [body for _, body in parts]

@@ -144,10 +144,47 @@ def text_body(text: str) -> tuple[str, bytes]:
     return "quoted-printable", encoded.replace(b"\n", CRLF)
 
 
-def text_part(subtype: str, text: str) -> tuple[list[bytes], bytes]:
-    """(headers, body) of a ``text/<subtype>`` part in UTF-8."""
-    cte, body = text_body(text)
-    return [header("Content-Type", [f"text/{subtype};", 'charset="utf-8"']),
+FLOWED_WIDTH = 72
+
+
+def flowed(text: str, width: int = FLOWED_WIDTH) -> str:
+    """RFC 3676 ``format=flowed``: long lines wrapped with soft breaks (a trailing space),
+    so every client shows short lines and flowing clients re-join the paragraph.
+
+    Trailing spaces of the text are removed (they would mean "soft break"), except the
+    signature separator ``-- ``; lines starting with a space, ``>`` or ``From `` are
+    space-stuffed (4.4). Linear in the text's length.
+    """
+    out: list[str] = []
+    for line in _NEWLINES.split(text):
+        if line == "-- ":
+            out.append(line)
+            continue
+        line = line.rstrip(" ")
+        if line.startswith("-- "):  # a soft break after it would read as a signature line
+            out.append(line)
+            continue
+        chunks: list[str] = []
+        while len(line) > width:
+            cut = line.rfind(" ", 1, width + 1)
+            if cut <= 0:
+                cut = line.find(" ", width)  # one long word: break after it
+                if cut < 0:
+                    break
+            chunks.append(line[:cut + 1])  # the space stays: a soft line break
+            line = line[cut + 1:]
+        chunks.append(line)
+        out.extend(" " + c if c.startswith((" ", ">", "From ")) else c for c in chunks)
+    return "\n".join(out)
+
+
+def text_part(subtype: str, text: str, *, flow: bool = False) -> tuple[list[bytes], bytes]:
+    """(headers, body) of a ``text/<subtype>`` part in UTF-8; ``flow``: format=flowed."""
+    cte, body = text_body(flowed(text) if flow else text)
+    params = [f"text/{subtype};", 'charset="utf-8"' + (";" if flow else "")]
+    if flow:
+        params.append("format=flowed")
+    return [header("Content-Type", params),
             header("Content-Transfer-Encoding", [cte])], body
 
 

@@ -189,7 +189,8 @@ def _settings(s: schema.Settings) -> RuleSettings:
         per_recipient_per_day=s.limits.per_recipient_per_day,
         first_response_after=s.first_response.alert_after,
         assigned_reminder_after=s.assigned_reminder_after, report=report,
-        team_addresses=frozenset(team),
+        team_addresses=frozenset(team), team_domains=frozenset(s.team.domains),
+        max_asks=s.followup.max_asks, ack_quiet=s.followup.ack_quiet,
         mail=MailSetup(list_ids=frozenset(s.mail.list_ids),
                        form_senders=frozenset(s.mail.form_senders),
                        relay_auto_forwarded=s.mail.relay_auto_forwarded))

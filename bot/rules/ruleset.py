@@ -43,6 +43,14 @@ class RuleSettings:
     report: ReportSchedule | None = None
     team_addresses: frozenset[str] = frozenset()  # never capped, never a requester
     mail: MailSetup = NO_SETUP  # settings.mail: set-ups whose signals are not evidence
+    team_domains: frozenset[str] = frozenset()  # everyone there is the team
+    max_asks: int = 2  # requests for details before a person is asked to look
+    ack_quiet: timedelta = timedelta(minutes=10)  # one message per ticket per window
+
+    @property
+    def triage(self) -> str | None:
+        """Who looks at a ticket the bot could not place: owners.triage, else on-call."""
+        return self.owners.get("triage") or self.oncall
 
     def owner_name(self, target: str) -> str:
         """'our billing team' for a target in the owners table, else the target itself."""

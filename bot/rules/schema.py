@@ -300,11 +300,28 @@ class Team(Strict):
     name: str = "Support"
     signature: str = "The Support team"
     addresses: Annotated[list[Email], BeforeValidator(_strings)] = []
+    # everyone at these domains is the team: their mail on a ticket is never the requester's
+    domains: Annotated[list[str], BeforeValidator(_strings)] = []
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        out = []
+        for domain in value:
+            d = domain.strip().lower().lstrip("@")
+            if not d or "@" in d or "." not in d or " " in d:
+                raise ValueError(f"'{domain}' is not a domain (write it as example.com)")
+            out.append(d)
+        return out
 
 
 class Followup(Strict):
     check_in_after: Duration = timedelta(hours=24)
     close_after: Duration = timedelta(hours=24)
+    # requests for details in all, before a person is asked to look (owners.triage, on-call)
+    max_asks: int = Field(default=2, ge=1, le=10)
+    # at most one message to the requester per ticket in this window after their replies
+    ack_quiet: Duration = timedelta(minutes=10)
 
 
 class BusinessHours(Strict):

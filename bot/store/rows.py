@@ -223,9 +223,10 @@ class OutboxSummary:
     created_at: datetime
     sent_at: datetime | None
     last_error: str | None
+    rule: str | None = None
 
     COLUMNS = "id, ticket_id, kind, channel, recipients, status, message_id, created_at," \
-              " sent_at, last_error"
+              " sent_at, last_error, rule"
 
     @classmethod
     def of(cls, row: Row) -> OutboxSummary:
@@ -234,7 +235,7 @@ class OutboxSummary:
                    channel=c.text("channel"), recipients=c.strs("recipients"),
                    status=c.text("status"), message_id=c.text("message_id"),
                    created_at=c.time("created_at"), sent_at=c.opt_time("sent_at"),
-                   last_error=c.opt_text("last_error"))
+                   last_error=c.opt_text("last_error"), rule=c.opt_text("rule"))
 
 
 @dataclass(frozen=True)

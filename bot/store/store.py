@@ -195,6 +195,12 @@ class Store:
             f"SELECT {LedgerEntry.COLUMNS} FROM messages WHERE status = ? ORDER BY id",
             (status,))]
 
+    def conversation_rows(self, ticket_id: int) -> list[LedgerMessage]:
+        """The ticket's opening message and the replies on it, with their content, in order."""
+        return [LedgerMessage.of(r) for r in self.db.rows(
+            f"SELECT {LedgerEntry.COLUMNS}, raw, summary FROM messages WHERE ticket_id = ?"
+            " AND status IN ('ticket', 'reply') ORDER BY id", (ticket_id,))]
+
     def message_counts(self) -> dict[str, int]:
         return _counts(self.db.rows(
             "SELECT status, count(*) AS n FROM messages GROUP BY status"), "status")
@@ -414,6 +420,19 @@ class Store:
         return [OutboxSummary.of(r) for r in self.db.rows(
             f"SELECT {OutboxSummary.COLUMNS} FROM outbox WHERE ticket_id = ? ORDER BY id",
             (ticket_id,))]
+
+    def stranded_tickets(self, skip_states: Sequence[str]) -> list[int]:
+        """Tickets not in ``skip_states`` with no owner and nothing pending: no unsent
+        outbox row and no pending timer (see ``bot.tickets.stranded``)."""
+        rows = self.db.rows(
+            f"SELECT t.id FROM tickets t WHERE t.state NOT IN ({_marks(skip_states)})"
+            " AND (t.owner IS NULL OR t.owner = '')"
+            " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.ticket_id = t.id"
+            "                 AND o.status IN ('pending', 'sending'))"
+            " AND NOT EXISTS (SELECT 1 FROM timers m WHERE m.ticket_id = t.id"
+            "                 AND m.status = 'pending')"
+            " ORDER BY t.id", tuple(skip_states))
+        return [Cols(r).num("id") for r in rows]
 
     # -- timers -------------------------------------------------------------------------
     def add_timer(self, *, key: str, ticket_id: int, kind: str, due_at: datetime,

@@ -83,7 +83,7 @@ def test_ask_check_in_closure_story_in_help_scout(
     cycles(settings, clock, [timedelta(hours=24, minutes=1)])  # a restart, then the check-in
     replies = bot_replies(fake, conv)
     assert len(replies) == 2
-    assert "Just checking in to see if this is still an issue" in replies[1]["body"]
+    assert "checking in to see whether this is still an issue" in replies[1]["body"]
     assert fake.conversation(conv)["status"] == "pending"
     cycles(settings, clock, [timedelta(hours=24, minutes=1), timedelta(hours=30)])
     assert len(bot_replies(fake, conv)) == 3
@@ -99,14 +99,18 @@ def test_customer_reply_cancels_follow_ups_and_agent_pending_starts_them(
     clock.advance(timedelta(hours=23))
     fake.add_customer_reply(conv, "The week view of the calendar is blank since Monday.")
     cycles(settings, clock, [timedelta(minutes=1), timedelta(hours=3)])
-    assert len(bot_replies(fake, conv)) == 1  # no check-in: she answered
+    # no check-in: she answered, and her details were decided on again: the product team
+    # has it, and she is told so
+    replies = bot_replies(fake, conv)
+    assert len(replies) == 2
+    assert "passed your message" in replies[1]["body"]
     clock.advance(timedelta(hours=1))
     fake.add_agent_reply(conv, "Thanks Priya! Which browser are you using?", status="pending")
     cycles(settings, clock, [timedelta(minutes=1)])
     cycles(settings, clock, [timedelta(hours=24, minutes=2)])
     replies = bot_replies(fake, conv)
-    assert len(replies) == 3  # ask_info, the agent's question, our check-in
-    assert "Just checking in" in replies[-1]["body"]
+    assert len(replies) == 4  # ask_info, the notice, the agent's question, our check-in
+    assert "checking in" in replies[-1]["body"]
 
 
 def test_critical_ticket_is_tagged_noted_and_requester_told(

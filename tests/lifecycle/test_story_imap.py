@@ -18,7 +18,7 @@ from bot.clock import FakeClock
 from bot.config import Settings
 from bot.runtime import open_worker
 from bot.store import Store
-from tests.helpers import make_mail
+from tests.helpers import make_mail, plain_text
 from tests.imap_helpers import crlf, imap_settings, sent_kinds
 from tests.servers.dovecot import Mailbox
 from tests.servers.smtp import SmtpServer
@@ -67,9 +67,7 @@ def test_ask_then_check_in_then_closure(tmp_path: Path, mailbox: Mailbox,
 
     assert sent_kinds(smtp_server) == ["ask_info", "check_in", "closure"]
     check_in, closure = (r.message for r in smtp_server.messages[1:])
-    body = check_in.get_body(("plain",))
-    assert body is not None
-    assert "Just checking in to see if this is still an issue" in body.get_content()
+    assert "checking in to see whether this is still an issue" in plain_text(check_in)
     for message in (check_in, closure):
         assert message["Auto-Submitted"] == "auto-generated"
         assert message["In-Reply-To"] == VAGUE_ID
@@ -97,10 +95,14 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path, mailbox: Mailbox
         (timedelta(days=3), None),
     ])
 
-    assert sent_kinds(smtp_server) == ["ask_info"]
+    # the details route the ticket: forwarded to its owner, the requester told who has it
+    # (then, 48 h on, the owner's reminder: the clock runs three days)
+    assert sent_kinds(smtp_server)[:3] == ["ask_info", "forward", "forwarded"]
+    assert "check_in" not in sent_kinds(smtp_server)
     store = Store(settings.state_path)
     ticket = store.get_ticket(1)
-    assert ticket is not None and ticket.state == "open"
+    assert ticket is not None and ticket.state == "forwarded"
+    assert ticket.owner == "product-support@example.com"
     assert not [t for t in store.pending_timers(1) if t.kind in ("check_in", "close")]
     assert [m.status for m in store.ticket_messages(1)] == ["ticket", "reply"]
     store.close()
@@ -139,9 +141,13 @@ def test_a_colleague_on_cc_replying_joins_the_ticket_and_cancels_the_check_in(
         (timedelta(days=3), None),
     ])
 
-    assert sent_kinds(smtp_server) == ["ask_info"]  # no acknowledgement to Bob, no check-in
+    # no acknowledgement to Bob, no check-in: the details route the ticket, Ann is told
+    # (then, 48 h on, the owner's reminder: the clock runs three days)
+    assert sent_kinds(smtp_server)[:3] == ["ask_info", "forward", "forwarded"]
+    assert "check_in" not in sent_kinds(smtp_server)
+    assert smtp_server.messages[2].rcpt_tos == ["ann@customer.example"]
     store = Store(settings.state_path)
-    assert store.tickets_by_state() == {"open": 1}
+    assert store.tickets_by_state() == {"forwarded": 1}
     assert [m.status for m in store.ticket_messages(1)] == ["ticket", "reply"]
     assert not [t for t in store.pending_timers(1) if t.kind in ("check_in", "close")]
     assert any(a.action == "requester replied" and a.actor == "bob@customer.example"

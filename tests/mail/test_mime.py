@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from bot.mail import mime
 from bot.mail.compose import clean, compose
+from tests.helpers import unflow
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 MID = "<sb.7.acknowledge.00112233aabbccdd@example.com>"
@@ -93,11 +94,13 @@ def test_any_body_reads_back_with_only_its_line_endings_normalised(
         lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         if lines[-1] == "":
             lines.pop()
-        return "".join(line + "\n" for line in lines)
+        # format=flowed (RFC 3676): trailing spaces would mean "soft break", so they go
+        return "".join((line if line == "-- " else line.rstrip(" ")) + "\n" for line in lines)
 
     plain = msg.get_body(("plain",))
     assert plain is not None
-    assert plain.get_content().replace("\r\n", "\n") == normal(text)
+    assert plain.get_param("format") == "flowed"
+    assert unflow(plain.get_content()) == normal(text)
     if html is not None:
         rich = msg.get_body(("html",))
         assert rich is not None

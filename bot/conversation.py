@@ -1,0 +1,240 @@
+"""What a new message on an existing ticket leads to: the ticket's whole conversation.
+
+The first message of a ticket is decided by the rules; this module decides on everything
+after it, purely (the caller gathers the facts, ``bot.lifecycle`` carries the plan out,
+``explain`` prints it), so the worker and ``explain`` cannot disagree:
+
+- **the team's side** (``bot.rules.team``): a message to the requester is a visible update
+  (the ball is with the requester: the check-in schedule starts); an owner's answer to our
+  forward, written to the support address, is relayed to the requester; anything else the
+  team writes to us is a note in the log. Never the requester's reply.
+- **the requester's side** (the requester, or a colleague from their domain):
+  on a closed ticket a person owned, reopen it for them; on a ticket a person owns, relay
+  it to the owner and tell
+  the requester (once a day at most) that it reached them; on a ticket nobody owns yet,
+  **decide again** with the same rules on the conversation so far, so new details route
+  the ticket; still too vague: ask again, at most ``followup.max_asks`` requests in all,
+  then hand it to a person (``owners.triage``, else on-call).
+- quick successive replies get one message: within ``followup.ack_quiet`` of the bot's
+  last message to the requester, the decision waits for the window to end and then looks
+  at everything that arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bot.mail.addresses import reply_recipient
+from bot.mail.quoted import own_words
+from bot.model import Action, Decision, Message, TraceStep
+from bot.rules.decide import decide
+from bot.rules.ruleset import RuleSet
+from bot.rules.team import Team
+from bot.vocab import ActionKind, MessageKind, TicketState
+
+UPDATE_NOTICE_EVERY = timedelta(hours=24)  # "your update reached the owner", at most
+# An out-of-office reply whose robot headers a relay stripped still reads like one; only
+# short replies count, so a person who mentions their holiday in a real answer is heard.
+_ABSENT = re.compile(
+    r"\b(out of (the )?office|on (vacation|holiday|annual leave|parental leave|leave)\b|"
+    r"away (from (my|the) (desk|office)|until|till)\b|limited access to (my )?e-?mail|"
+    r"i am (currently )?(away|out)\b|i'?m (currently )?(away|out of)\b|"
+    r"abwesend|absent du bureau|fuera de la oficina|automatic reply|auto-?reply)", re.I)
+ABSENCE_MAX_WORDS = 80
+_OURS = re.compile(r"<sb\.(\d+)\.([a-z0-9_-]+)\.[0-9a-f]+@", re.ASCII)
+
+
+class Handling(StrEnum):
+    DECIDE_AGAIN = "decide again"
+    DEFERRED = "deferred"
+    RELAY_TO_OWNER = "relay to owner"
+    REOPEN = "reopen"
+    TEAM_UPDATE = "team update"
+    OWNER_ANSWER = "owner answer"
+    TEAM_NOTE = "team note"
+    ABSENCE = "absence notice"
+
+
+class Side(StrEnum):
+    REQUESTER = "requester"
+    TEAM = "team"
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What this module may know about the ticket (from the store, by the caller)."""
+
+    id: int
+    state: str
+    requester: str
+    owner: str | None
+    asks: int = 0  # requests for details planned so far
+    answered_rules: frozenset[str] = frozenset()  # rules whose known answer went out
+    last_to_requester_at: datetime | None = None  # the bot's last message to them
+    last_update_notice_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    handling: Handling
+    side: Side
+    reason: str
+    sender: str
+    decision: Decision | None = None  # DECIDE_AGAIN: what to do now
+    notify_requester: bool = False  # RELAY_TO_OWNER: tell them it reached the owner
+    waits_on_requester: bool = False  # a team message to the requester: check-ins start
+    due: datetime | None = None  # DEFERRED: when the decision is made
+    words: str = ""  # the sender's own words (relays quote these, not the quoted thread)
+
+    @property
+    def trace(self) -> tuple[TraceStep, ...]:
+        head = TraceStep(f"reply on ticket ({self.side})", True,
+                         f"{self.handling}: {self.reason}")
+        return (head, *(self.decision.trace if self.decision else ()))
+
+
+def our_kind(message_ids: tuple[str, ...], ticket_id: int) -> MessageKind | None:
+    """The kind of our own message (of this ticket) that a reply answers, if any."""
+    for mid in reversed(message_ids):
+        m = _OURS.match(mid)
+        if m and int(m.group(1)) == ticket_id:
+            try:
+                return MessageKind(m.group(2))
+            except ValueError:
+                return None
+    return None
+
+
+def side_of(msg: Message, ticket: TicketFacts, team: Team) -> Side:
+    sender = msg.from_addr.lower()
+    requester = ticket.requester.lower()
+    if sender == requester or (reply_recipient(msg) or "").lower() == requester:
+        return Side.REQUESTER
+    if team.is_team(sender):
+        return Side.TEAM
+    return Side.REQUESTER  # the requester's colleagues, and anyone else they involve
+
+
+def conversation_message(first: Message, replies: list[Message]) -> Message:
+    """The conversation so far as one message for the rules: the original and each reply's
+    own words (quoted text removed), oldest first."""
+    parts = [first.text.strip(), *(own_words(r.text) for r in replies)]
+    return replace(first, text="\n\n".join(p for p in parts if p))
+
+
+def on_reply(msg: Message, ticket: TicketFacts, *, ruleset: RuleSet, team: Team,
+             now: datetime, conversation: Message | None) -> ReplyPlan:
+    """What the bot does with ``msg``, a new message on ``ticket``; ``conversation`` is the
+    whole conversation including ``msg`` (see ``conversation_message``)."""
+    side = side_of(msg, ticket, team)
+    sender = msg.from_addr.lower()
+    words = own_words(msg.text)
+    if side == Side.TEAM:
+        return _team_message(msg, ticket, sender, words)
+    if len(words.split()) <= ABSENCE_MAX_WORDS and (_ABSENT.search(words)
+                                                     or _ABSENT.search(msg.subject)):
+        return ReplyPlan(Handling.ABSENCE, side, "reads as an out-of-office reply (its robot "
+                         "headers are missing): not answered; follow-ups stay as they are",
+                         sender, words=words)
+    if ticket.state == TicketState.CLOSED and ticket.owner:
+        return ReplyPlan(Handling.REOPEN, side, "the requester wrote again on a closed ticket: "
+                         f"reopened, and the reply goes to {ticket.owner}", sender, words=words)
+    if ticket.owner:
+        notify = (ticket.last_update_notice_at is None
+                  or now - ticket.last_update_notice_at >= UPDATE_NOTICE_EVERY)
+        return ReplyPlan(Handling.RELAY_TO_OWNER, side,
+                         f"{ticket.owner} owns the ticket; the reply goes to them", sender,
+                         notify_requester=notify, words=words)
+    quiet = ruleset.settings.ack_quiet
+    if ticket.last_to_requester_at is not None and now < ticket.last_to_requester_at + quiet:
+        due = ticket.last_to_requester_at + quiet
+        return ReplyPlan(Handling.DEFERRED, side,
+                         f"the bot wrote to the requester less than {_minutes(quiet)} ago: "
+                         "decided again when that window ends, on every reply by then",
+                         sender, due=due, words=words)
+    return decide_again(conversation or msg, ticket, ruleset=ruleset, now=now, sender=sender,
+                        words=words)
+
+
+def decide_again(conversation: Message, ticket: TicketFacts, *, ruleset: RuleSet,
+                 now: datetime, sender: str = "", words: str = "") -> ReplyPlan:
+    """The rules on the conversation so far, then the limits of asking again."""
+    decision = decide(conversation, None, now, ruleset)
+    kinds = {a.kind for a in decision.actions}
+    reason = "nobody owns the ticket yet: the rules decided again on the conversation"
+    answered = next((a for a in decision.actions if a.kind == ActionKind.ANSWER), None)
+    if ActionKind.ASK_INFO in kinds and ticket.asks >= ruleset.settings.max_asks:
+        decision = _to_triage(decision, ruleset,
+                              f"still too vague after {ticket.asks} request(s) for details "
+                              f"(followup.max_asks is {ruleset.settings.max_asks})")
+        reason += "; still too vague: a person takes it"
+    elif answered is not None and answered.rule in ticket.answered_rules:
+        decision = _to_triage(decision, ruleset,
+                              f"the known answer of '{answered.rule}' was sent already")
+        reason += "; the known answer did not settle it: a person takes it"
+    elif ActionKind.ASK_INFO in kinds:
+        decision = _ask_again(decision, ticket.asks)
+    elif ActionKind.ACKNOWLEDGE in kinds:
+        decision = _retemplate(decision, ActionKind.ACKNOWLEDGE, "acknowledge-update")
+    return ReplyPlan(Handling.DECIDE_AGAIN, Side.REQUESTER, reason, sender,
+                     decision=decision, words=words)
+
+
+def _team_message(msg: Message, ticket: TicketFacts, sender: str, words: str) -> ReplyPlan:
+    recipients = {a.lower() for a in (*msg.to, *msg.cc)}
+    if ticket.requester.lower() in recipients:
+        return ReplyPlan(Handling.TEAM_UPDATE, Side.TEAM,
+                         f"{sender} wrote to the requester: a visible update; the ticket "
+                         "waits on the requester", sender, waits_on_requester=True, words=words)
+    answers = our_kind((*msg.references, *msg.in_reply_to), ticket.id)
+    if answers in (MessageKind.FORWARD, MessageKind.RELAY, MessageKind.ASSIGNED_REMINDER) \
+            and words:
+        return ReplyPlan(Handling.OWNER_ANSWER, Side.TEAM,
+                         f"{sender} answered our {answers.value} mail: their words go to the "
+                         "requester", sender, waits_on_requester=True, words=words)
+    return ReplyPlan(Handling.TEAM_NOTE, Side.TEAM,
+                     f"{sender} is the team and did not write to the requester: logged only",
+                     sender, words=words)
+
+
+def _to_triage(decision: Decision, ruleset: RuleSet, why: str) -> Decision:
+    target = ruleset.settings.triage
+    requester_actions = [a for a in decision.actions if a.kind in
+                         (ActionKind.ASK_INFO, ActionKind.ANSWER, ActionKind.ACKNOWLEDGE)]
+    to = requester_actions[0].to if requester_actions else ()
+    others = tuple(a for a in decision.actions if a not in requester_actions)
+    if target is None:  # nobody to hand it to: acknowledge, the team's queue has it
+        ack = Action(ActionKind.ACKNOWLEDGE, to, "acknowledge-update", "triage")
+        return replace(decision, actions=(*others, ack), trace=(
+            *decision.trace, TraceStep("triage", True, f"{why}; no owners.triage and no "
+                                       "on-call: acknowledged for the team's queue")))
+    forward = Action(ActionKind.FORWARD, (target,), "forward", "triage",
+                     notice_template="forwarded-triage")
+    return replace(decision, actions=(forward, *others), owner=target, followup=False,
+                   trace=(*decision.trace, TraceStep("triage", True, f"{why}: handed to "
+                                                     f"{target}")))
+
+
+def _ask_again(decision: Decision, asks: int) -> Decision:
+    if asks == 0:
+        return decision
+    return _retemplate(decision, ActionKind.ASK_INFO, "ask_again")
+
+
+def _retemplate(decision: Decision, kind: ActionKind, template: str) -> Decision:
+    """A second message of the same kind reads as a follow-up, unless a rule chose its own."""
+    default = kind.value
+    actions = tuple(replace(a, template=template) if a.kind == kind and a.template == default
+                    else a for a in decision.actions)
+    return replace(decision, actions=actions)
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds() // 60)} min"
+
+
+__all__ = ["Handling", "ReplyPlan", "Side", "TicketFacts", "conversation_message",
+           "decide_again", "on_reply", "our_kind", "side_of"]
