@@ -28,9 +28,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.mail.addresses import reply_recipient
-from bot.mail.quoted import own_words
 from bot.model import Action, Decision, Message, TraceStep
 from bot.rules.decide import decide
+from bot.rules.ownwords import read_own_words
 from bot.rules.ruleset import RuleSet
 from bot.rules.team import Team
 from bot.vocab import ActionKind, MessageKind, TicketState
@@ -118,10 +118,16 @@ def side_of(msg: Message, ticket: TicketFacts, team: Team) -> Side:
     return Side.REQUESTER  # the requester's colleagues, and anyone else they involve
 
 
+def own_words(text: str) -> str:
+    """What the person wrote in this message (``bot.rules.ownwords``: quotes, signatures
+    and footers set aside, a pasted bounce kept)."""
+    return read_own_words(text).text
+
+
 def conversation_message(first: Message, replies: list[Message]) -> Message:
-    """The conversation so far as one message for the rules: the original and each reply's
-    own words (quoted text removed), oldest first."""
-    parts = [first.text.strip(), *(own_words(r.text) for r in replies)]
+    """The conversation so far as one message for the rules: each message's own words
+    (read one by one, so one message's signature never hides the next), oldest first."""
+    parts = [own_words(m.text) for m in (first, *replies)]
     return replace(first, text="\n\n".join(p for p in parts if p))
 
 
