@@ -27,7 +27,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # The core, split along the data flow: the leaves it is built from, then planning
     # (decision or due timer -> outbox rows), the lifecycle that plans, and ingestion
     # (source item -> ledger -> ticket), which calls them all.
-    ("core leaves", ("bot.tickets", "bot.expand", "bot.outbox", "bot.reports")),
+    ("core leaves", ("bot.tickets", "bot.conversation", "bot.expand", "bot.outbox",
+                     "bot.reports")),
     ("core: plan", ("bot.plan",)),
     ("core: lifecycle", ("bot.lifecycle.*",)),
     ("core: ingest", ("bot.pipeline",)),
@@ -146,6 +147,6 @@ def test_forbidden_imports(importer: str, target: str, why: str) -> None:
 def test_the_reader_sees_imports_as_the_rule_means_them() -> None:
     """A check of the checker: names, packages and lazy imports all resolve to modules."""
     targets = {imp.target for imp in imports_of("bot.pipeline")}
-    assert {"bot.store", "bot.tickets", "bot.vocab", "bot.lifecycle.followup"} <= targets
+    assert {"bot.store", "bot.lifecycle.agents", "bot.vocab", "bot.lifecycle.followup"} <= targets
     assert layer_of("bot.store.store") == layer_of("bot.store")
     assert layer_of("bot.lifecycle.followup") > layer_of("bot.plan")  # type: ignore[operator]
