@@ -107,9 +107,9 @@ class World:
                                  self.ruleset, self.templates)
 
     def reply(self, ticket: Ticket, msg: Message, trigger: str = "maildir:2") -> list[int]:
-        """A new message from the requester's side on ``ticket``."""
-        return self.lifecycle.requester_replied(ticket, msg, trigger, self.clock.now(),
-                                                self.ruleset, self.templates)
+        """A new message on ``ticket`` (from the requester's side, or the team's)."""
+        return self.lifecycle.on_message(ticket, msg, trigger, self.clock.now(),
+                                         self.ruleset, self.templates)
 
     def fire(self) -> list[tuple[str, int]]:
         return self.lifecycle.fire_due(self.clock.now(), self.ruleset, self.templates)
