@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from email.utils import getaddresses
 
+from bot.mail.automated import is_robot_sender
 from bot.model import Message
 
 _ADDR_LIKE = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
@@ -94,10 +95,13 @@ def reply_recipient(msg: Message) -> str | None:
     desk, we write to where the author asked replies to go: Reply-To, else From (else
     Return-Path when the message has neither). The Return-Path still vetoes: a null
     sender ``<>`` marks a bounce or notification, which RFC 3834 says never to answer.
+    A Reply-To that is a robot's address (no-reply@...) is passed over for the From: an
+    acknowledgement there would reach nobody, and robots never get our notices.
     """
     if msg.return_path == "":
         return None
-    candidates = [*msg.reply_to, msg.from_addr, msg.return_path or ""]
+    people = [a for a in msg.reply_to if not is_robot_sender(a)]
+    candidates = [*people, msg.from_addr, msg.return_path or ""]
     for candidate in candidates:
         bare = valid_address(candidate or "")
         if bare is not None:

@@ -285,9 +285,8 @@ def automated_signals(msg: Message, *, own_addresses: frozenset[str] = frozenset
         other = next((a for a in msg.reply_to if a != msg.from_addr), None)
         # naming the Reply-To lets `check` spot a web form that settings.mail does not know
         yield f"sender {msg.from_addr} (replies to {other})" if other else f"sender {msg.from_addr}"
-    for address in msg.reply_to[:1]:
-        if _ROBOT_SENDER.match(address) and address != msg.from_addr:
-            # whoever wrote it, every message we send would go to a robot
+    for address in msg.reply_to[:1] if form else ():
+        if _ROBOT_SENDER.match(address):
             yield f"Reply-To {address}: our answers would reach a robot"
     if msg.return_path and _DAEMON.match(msg.return_path):
         yield f"Return-Path {msg.return_path}"

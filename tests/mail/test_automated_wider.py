@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from bot.mail.addresses import reply_recipient
 from bot.mail.automated import NO_SETUP, MailSetup, detect_automated
 from bot.mail.parse import parse_message
+from bot.model import Message, SourceKind
 
 OWN = frozenset({"support@example.com"})
 
@@ -129,8 +131,10 @@ def test_web_form_senders_are_people_when_reply_to_names_one() -> None:
     robot = form.replace("ann@customer.example", "no-reply@customer.example")
     assert detect(robot, setup) == ("Reply-To no-reply@customer.example: our answers would "
                                     "reach a robot")
-    person = mail("From: ann@customer.example\nReply-To: noreply@customer.example\nSubject: x")
-    assert detect(person) == "Reply-To noreply@customer.example: our answers would reach a robot"
+    person = parse_message(mail("From: ann@customer.example\nReply-To: noreply@customer.example"
+                                "\nSubject: x").encode())
+    assert detect_automated(person, own_addresses=OWN) is None
+    assert reply_recipient(person) == "ann@customer.example"  # never the robot Reply-To
 
 
 def test_a_relay_stamping_auto_forwarded_keeps_other_signals() -> None:
@@ -140,3 +144,19 @@ def test_a_relay_stamping_auto_forwarded_keeps_other_signals() -> None:
     assert detect(relayed, setup) is None
     ooo = relayed.replace("Subject: Hi", "Subject: Out of office: Hi")
     assert detect(ooo, setup) == "out-of-office subject 'Out of office: Hi'"
+
+
+def test_help_scout_threads_have_no_headers_so_a_reports_opening_line_counts() -> None:
+    def thread(subject: str, text: str) -> str | None:
+        msg = Message(source=SourceKind.HELPSCOUT, message_id=None,
+                      from_addr="dmarcreport@microsoft.com", subject=subject, text=text)
+        return detect_automated(msg, own_addresses=OWN, own_domain="example.com")
+
+    report = "This is a DMARC aggregate report from Microsoft Corporation. For Emails received"
+    assert thread("Report Domain: example.com Submitter: protection.outlook.com Report-ID: 1",
+                  report).startswith("DMARC aggregate report subject")
+    assert thread("Weekly", report) == ("robot's opening line 'This is a DMARC aggregate "
+                                        "report'")
+    assert thread("Weekly", "Hi, what is this DMARC aggregate report we got?") is None
+    email = parse_message(f"From: ann@customer.example\nSubject: Weekly\n\n{report}".encode())
+    assert detect_automated(email, own_addresses=OWN) is None  # mail has headers to judge by
