@@ -5,9 +5,10 @@ after it, purely (the caller gathers the facts, ``bot.lifecycle`` carries the pl
 ``explain`` prints it), so the worker and ``explain`` cannot disagree:
 
 - **the team's side** (``bot.rules.team``): a message to the requester is a visible update
-  (the ball is with the requester: the check-in schedule starts); an owner's answer to our
-  forward, written to the support address, is relayed to the requester; anything else the
-  team writes to us is a note in the log. Never the requester's reply.
+  (when it asks something, the ball is with the requester: the check-in schedule starts);
+  an owner's answer to our forward, written to the support address, is relayed to the
+  requester and, as an answer, starts the check-in schedule; anything else the team writes
+  to us is a note in the log. Never the requester's reply.
 - **the requester's side** (the requester, or a colleague from their domain):
   on a closed ticket a person owned, reopen it for them; on a ticket a person owns, relay
   it to the owner and tell
@@ -189,15 +190,24 @@ def decide_again(conversation: Message, ticket: TicketFacts, *, ruleset: RuleSet
                      decision=decision, words=words)
 
 
+def asks_something(words: str) -> bool:
+    """A team message that asks the requester something leaves the ticket waiting on them."""
+    return "?" in words
+
+
 def _team_message(msg: Message, ticket: TicketFacts, sender: str, words: str) -> ReplyPlan:
     recipients = {a.lower() for a in (*msg.to, *msg.cc)}
     if ticket.requester.lower() in recipients:
+        asks = asks_something(words)
         return ReplyPlan(Handling.TEAM_UPDATE, Side.TEAM,
-                         f"{sender} wrote to the requester: a visible update; the ticket "
-                         "waits on the requester", sender, waits_on_requester=True, words=words)
+                         f"{sender} wrote to the requester: a visible update"
+                         + ("; it asks something, so the ticket waits on the requester"
+                            if asks else ""), sender, waits_on_requester=asks, words=words)
     answers = our_kind((*msg.references, *msg.in_reply_to), ticket.id)
     if answers in (MessageKind.FORWARD, MessageKind.RELAY, MessageKind.ASSIGNED_REMINDER) \
             and words:
+        # an owner's answer is an answer: like the bot's known answers, the check-in asks
+        # whether it settled things, and silence closes the ticket kindly
         return ReplyPlan(Handling.OWNER_ANSWER, Side.TEAM,
                          f"{sender} answered our {answers.value} mail: their words go to the "
                          "requester", sender, waits_on_requester=True, words=words)

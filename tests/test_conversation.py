@@ -128,6 +128,14 @@ def test_the_team_writing_to_the_requester_is_an_update_never_their_reply(
     assert (p.handling, p.side, p.waits_on_requester) == (Handling.TEAM_UPDATE, Side.TEAM, True)
 
 
+def test_a_team_update_that_asks_nothing_leaves_the_ball_with_the_team(
+        ruleset: RuleSet) -> None:
+    msg = mail("Hi Ann, our product team reproduced it; a fix is on its way this week.",
+               sender="jo@example.com", to=(ANN,))
+    p = plan(msg, OWNED, ruleset)
+    assert (p.handling, p.waits_on_requester) == (Handling.TEAM_UPDATE, False)
+
+
 def test_the_owner_answering_our_forward_reaches_the_requester(ruleset: RuleSet) -> None:
     msg = mail("We've removed the third seat.\n\nOn Mon, Support wrote:\n> [#7] Assigned",
                sender=OWNER, in_reply_to=("<sb.7.forward.0123abcd@example.com>",))

@@ -154,10 +154,18 @@ class Lifecycle:
             self.store.mark_visible_update(ticket.id, now)
             self.store.log(now, ticket.id, "team reply",
                            f"from {who} to the requester: a visible update", actor=plan.sender)
-        # the team answered: reminders stop, and the ball is with the requester
-        self.store.cancel_timers(ticket.id, (*FOLLOWUP_TIMERS, TimerKind.ASSIGNED_REMINDER,
-                                             TimerKind.REDECIDE), now)
-        self.tickets.apply(ticket, TicketEvent.AGENT_ASKED, now, last_visible_update_at=now)
+        # the team has spoken: the bot's own follow-ups and pending decisions stop, and a
+        # ticket nobody owned is theirs now (the requester's next reply goes to them)
+        self.store.cancel_timers(ticket.id, (*FOLLOWUP_TIMERS, TimerKind.REDECIDE), now)
+        fields: dict[str, object] = {"last_visible_update_at": now}
+        if not ticket.owner:
+            fields["owner"] = plan.sender
+        if not plan.waits_on_requester:  # an update; the owner reminder counts from it
+            self.tickets.apply(ticket, TicketEvent.AGENT_REPLIED, now, **fields)
+            return ids
+        # the ball is with the requester: no owner reminder, the check-in schedule starts
+        self.store.cancel_timers(ticket.id, (TimerKind.ASSIGNED_REMINDER,), now)
+        self.tickets.apply(ticket, TicketEvent.AGENT_ASKED, now, **fields)
         self._schedule_followup(ticket, trigger, now, ruleset)
         return ids
 
