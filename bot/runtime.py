@@ -19,11 +19,11 @@ from bot.channels.base import Channel
 from bot.channels.dryrun import DryRunChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.errors import ConfigError
 from bot.outbox import SentFolder
 from bot.rules.reload import RulesHolder
 from bot.sources.base import Source
 from bot.store import Store
+from bot.store.copy import copy_state
 from bot.vocab import ChannelName
 from bot.worker import Worker
 
@@ -89,10 +89,20 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
     return Parts(sources, channels, sent_folder)
 
 
-def dry_run_copy(state_path: Path) -> Path:
-    """A private copy of the state: dry-run works on it, so the real store never changes."""
+def dry_run_copy(state: Path | str) -> Path:
+    """A private SQLite copy of the state (a file, or a PostgreSQL database): dry-run works
+    on it, so the real store never changes."""
     tmpdir = Path(tempfile.mkdtemp(prefix="supportbot-dryrun-"))
     copy = tmpdir / "state.db"
+    if isinstance(state, str):
+        src_store, dst_store = Store(state), Store(copy)
+        try:
+            copy_state(src_store, dst_store)
+        finally:
+            src_store.close()
+            dst_store.close()
+        return copy
+    state_path = state
     if state_path.exists():
         src = sqlite3.connect(str(state_path))
         dst = sqlite3.connect(str(copy))
@@ -108,11 +118,7 @@ async def open_worker(settings: Settings, *, clock: Clock | None = None) -> Asyn
     """A ready worker for `settings` (dry-run: on a copy of the store, printing channels)."""
     clock = clock or SystemClock()
     rules = RulesHolder(settings.rules_path, settings.templates_path)
-    if settings.dry_run and settings.state_url:
-        raise ConfigError("--dry-run works on a private copy of a SQLite state; with a "
-                          "PostgreSQL state, point SUPPORTBOT_STATE at a copy of the database "
-                          "instead")
-    state_path = dry_run_copy(settings.state_path) if settings.dry_run else settings.state_path
+    state_path = dry_run_copy(settings.state) if settings.dry_run else settings.state_path
     store = Store(state_path if settings.dry_run else settings.state)
     parts = build_parts(settings, store, clock)
     channels = parts.channels

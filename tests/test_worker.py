@@ -131,18 +131,19 @@ def test_row_left_sending_by_a_crash_is_resent_with_the_same_message_id(
     assert any(a.action == "send in doubt" for a in store.activity(1))
 
 
-def test_dry_run_sends_nothing_and_changes_nothing(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    settings = embedded_settings(tmp_path, SUPPORTBOT_DRY_RUN="1")
+def test_dry_run_sends_nothing_and_changes_nothing(
+        tmp_path: Path, state: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
+    """On PostgreSQL too: the dry run works on a private SQLite copy of the database."""
+    settings = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state), SUPPORTBOT_DRY_RUN="1")
     deliver(tmp_path / "inbox", make_mail(subject="Where is the export button?"), T0)
     report = cycle(settings, FakeClock(T0))
     assert [o.status for o in report.outcomes] == ["ticket"]
     assert "would send acknowledge" in capsys.readouterr().out
     assert outbox_mail(tmp_path / "outbox") == []
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     assert store.message_counts() == {} and store.outbox_counts() == {}
     store.close()
-    real = embedded_settings(tmp_path)
+    real = embedded_settings(tmp_path, SUPPORTBOT_STATE=str(state))
     report = cycle(real, FakeClock(T0))
     assert [o.status for o in report.outcomes] == ["ticket"]
     assert len(outbox_mail(tmp_path / "outbox")) == 1

@@ -321,3 +321,30 @@ def test_workers_migrating_at_once_apply_each_step_once(postgres: PostgresServer
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_state_copies_between_engines_and_back(tmp_path: Path, pg_url: str) -> None:
+    """SQLite -> PostgreSQL -> SQLite: every row of every table, and new ids follow."""
+    from bot.store.copy import CHUNK, copy_state, count_rows
+
+    lite = Store(tmp_path / "a.db")
+    for n in range(CHUNK + 7):  # more than one chunk
+        tid = lite.create_ticket(source="imap", requester=f"r{n}@x", requester_name="R",
+                                 subject="s", now=NOW, root_message_id=f"<{n}@x>").id
+        lite.record_message(ref=f"imap:INBOX:1:{n}", source="imap", received_at=NOW, now=NOW,
+                            status="ticket", content_hash=str(n), ticket_id=tid,
+                            raw=b"\x00raw" * 50)
+        _outbox(lite, tid, f"k{n}")
+        lite.log(NOW, tid, "classified")
+    lite.add_timer(key="t", ticket_id=1, kind="check_in", due_at=NOW, now=NOW)
+    lite.set_cursor("imap:h:u:INBOX", "1:9", NOW)
+    pg = Store(pg_url)
+    assert copy_state(lite, pg) == count_rows(lite) == count_rows(pg)
+    assert pg.create_ticket(source="maildir", requester="new@x", requester_name="", subject="s",
+                            now=NOW, root_message_id=None).id == CHUNK + 8
+    back = Store(tmp_path / "b.db")
+    copy_state(pg, back)
+    assert count_rows(back) == count_rows(pg)
+    assert back.quarantined() == [] and back.get_cursor("imap:h:u:INBOX") == "1:9"
+    (row,) = back.due_outbox(NOW, ["maildir"], limit=1)
+    assert row.payload == b"bytes\x00\xff"
