@@ -93,6 +93,7 @@ class Settings:
     def state(self) -> Path | str:
         """Where the store lives: the PostgreSQL URL when one is set, else the SQLite file."""
         return self.state_url or self.state_path
+    health_failing_seconds: float = 300.0  # a part failing this long makes `health` exit 1
 
     @property
     def from_header(self) -> str:
@@ -320,6 +321,7 @@ def load_settings(
         alert_webhook_url=webhook,
         metrics_port=e.port("METRICS_PORT", None),
         health_max_age_seconds=e.number("HEALTH_MAX_AGE_SECONDS", 300.0, minimum=1.0),
+        health_failing_seconds=e.number("HEALTH_FAILING_SECONDS", 300.0),
     )
 
 

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from bot.health import PartRecord
+
 REGISTRY = CollectorRegistry()
 MESSAGES = Counter("supportbot_messages_total", "Inbound messages by outcome",
                    ["outcome"], registry=REGISTRY)
@@ -19,7 +21,21 @@ RELOAD_OK = Gauge("supportbot_rules_last_reload_ok",
 SOURCE_LAG = Gauge("supportbot_source_last_read_age_seconds",
                    "Seconds since each source was last read successfully", ["source"],
                    registry=REGISTRY)
-HEARTBEAT = Gauge("supportbot_heartbeat_timestamp_seconds", "Time of the last completed cycle",
+SOURCE_SUCCESS = Gauge("supportbot_source_last_success_timestamp_seconds",
+                       "When each source was last read or polled successfully (new mail or "
+                       "not)", ["source"], registry=REGISTRY)
+SOURCE_FAILING = Gauge("supportbot_source_failing", "1 while a source's reads fail",
+                       ["source"], registry=REGISTRY)
+CHANNEL_SUCCESS = Gauge("supportbot_channel_last_success_timestamp_seconds",
+                        "When each channel last delivered a message", ["channel"],
+                        registry=REGISTRY)
+CHANNEL_FAILING = Gauge("supportbot_channel_failing",
+                        "1 while a channel cannot deliver (sends wait for a retry)", ["channel"],
+                        registry=REGISTRY)
+RELOAD_FAILURES = Gauge("supportbot_rules_reloads_rejected",
+                        "Rules reloads rejected since the worker started", registry=REGISTRY)
+HEARTBEAT = Gauge("supportbot_heartbeat_timestamp_seconds",
+                  "Time of the last cycle that did everything it set out to do",
                   registry=REGISTRY)
 
 
@@ -27,8 +43,13 @@ def serve(port: int) -> None:
     start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
 
 
-def observe_cycle(report: object, now: datetime, last_reads: dict[str, str],
-                  reload_ok: bool) -> None:
+def _stamp(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+def observe_cycle(report: object, now: datetime, sources: dict[str, PartRecord],
+                  channels: dict[str, PartRecord], reload_ok: bool, reload_failures: int,
+                  cycle_ok: bool) -> None:
     for status, count in getattr(report, "counts", {}).items():
         if status != "known":
             MESSAGES.labels(status).inc(count)
@@ -39,6 +60,17 @@ def observe_cycle(report: object, now: datetime, last_reads: dict[str, str],
     for kind, _ in getattr(report, "timers", []):
         TIMERS.labels(kind).inc()
     RELOAD_OK.set(1 if reload_ok else 0)
-    for source, at in last_reads.items():
-        SOURCE_LAG.labels(source).set(max((now - datetime.fromisoformat(at)).total_seconds(), 0))
-    HEARTBEAT.set(now.timestamp())
+    RELOAD_FAILURES.set(reload_failures)
+    for name, record in sources.items():
+        at = _stamp(record.last_success)
+        if at is not None:
+            SOURCE_SUCCESS.labels(name).set(at)
+            SOURCE_LAG.labels(name).set(max(now.timestamp() - at, 0))
+        SOURCE_FAILING.labels(name).set(1 if record.failing_since else 0)
+    for name, record in channels.items():
+        at = _stamp(record.last_success)
+        if at is not None:
+            CHANNEL_SUCCESS.labels(name).set(at)
+        CHANNEL_FAILING.labels(name).set(1 if record.failing_since else 0)
+    if cycle_ok:
+        HEARTBEAT.set(now.timestamp())

@@ -19,9 +19,10 @@ from typing import Protocol
 
 import structlog
 
+from bot import health
 from bot.channels.base import Channel, OutboxItem, SendOutcome
 from bot.store import OutboxRow, Store
-from bot.vocab import ChannelName, OutboxStatus, SendStatus
+from bot.vocab import ChannelName, HealthPart, OutboxStatus, SendStatus
 
 log = structlog.get_logger(__name__)
 
@@ -155,6 +156,7 @@ class Outbox:
                 self._mark_sent(item.id, item.ticket_id, item.kind, now,
                                 f"{to}via {item.channel}"
                                 + (f" ({outcome.detail})" if outcome.detail else ""))
+            health.succeeded(self.store, HealthPart.CHANNEL, item.channel, now)
             log.info("sent", **item.log_fields(), attempts=item.attempts + 1,
                      **({"detail": outcome.detail} if outcome.detail else {}),
                      **({"remote_id": outcome.remote_id} if outcome.remote_id else {}))
@@ -170,6 +172,10 @@ class Outbox:
             log.info("send held back", **item.log_fields(), detail=outcome.detail)
             return
         attempts = item.attempts + 1
+        # a retry means the channel could not deliver now (down, 4xx); a permanent refusal of
+        # one message is a failure to show, but the channel itself works
+        health.failed(self.store, HealthPart.CHANNEL, item.channel, now, outcome.detail,
+                      failing=outcome.status == SendStatus.RETRY)
         with self.store.transaction():
             if outcome.status == SendStatus.FAILED or attempts >= MAX_ATTEMPTS:
                 self.store.set_outbox_status(item.id, OutboxStatus.FAILED, now,

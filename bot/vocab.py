@@ -120,6 +120,16 @@ class Author(StrEnum):
     SELF = "self"
 
 
+class HealthPart(StrEnum):
+    """What `health` and `status` judge: each can stop the bot doing its job."""
+
+    SOURCE = "source"  # reading tickets (IMAP, Help Scout, Maildir)
+    CHANNEL = "channel"  # sending (SMTP, outbox Maildir, Help Scout, webhook)
+    RULES = "rules"  # the last reload of rules.yaml and templates
+    TIMERS = "timers"  # follow-ups and promises due, not fired
+    WORKER = "worker"  # the heartbeat of the last successful cycle
+
+
 class HelpScoutStatus(StrEnum):
     ACTIVE = "active"
     PENDING = "pending"

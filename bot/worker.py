@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from bot import metrics
+from bot import health, metrics
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.config import Settings
@@ -35,7 +35,7 @@ from bot.rules.team import Team
 from bot.sources.base import Batch, Inbound, Rereads, Source
 from bot.store import Store
 from bot.store.database import Dialect
-from bot.vocab import FOLLOWUP_TIMERS, ChannelName
+from bot.vocab import FOLLOWUP_TIMERS, ChannelName, HealthPart
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,11 @@ class CycleReport:
     retry: int = 0
     timers: list[tuple[str, int]] = field(default_factory=list)
     source_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Everything this cycle set out to do was done (`run --once` exits 0)."""
+        return not self.source_errors and not self.retry and not self.failed
 
     def add(self, outcomes: list[Outcome], *, whole: bool = False) -> None:
         self.counts.update(o.status for o in outcomes)
@@ -154,12 +159,14 @@ class Worker:
                 report.timers.append(("report", 0))
             await self._flush(report)
         now = self.clock.now()
+        health.rules_reloaded(self.store, self.rules.last_reload_ok, self.rules.last_errors, now)
         with self.store.transaction():
-            self.store.set_meta("heartbeat", now.isoformat())
-            self.store.set_meta("rules:last_reload_ok", "1" if self.rules.last_reload_ok else "0")
-        metrics.observe_cycle(report, now, {
-            k.split(":")[1]: v for k, v in self.store.meta_items("source:").items()},
-            self.rules.last_reload_ok)
+            self.store.set_meta(health.LAST_CYCLE, now.isoformat())
+            if report.ok:  # the heartbeat says "a cycle did its job", not "the process is alive"
+                self.store.set_meta(health.HEARTBEAT, now.isoformat())
+        metrics.observe_cycle(report, now, health.records(self.store, HealthPart.SOURCE),
+                              health.records(self.store, HealthPart.CHANNEL),
+                              self.rules.last_reload_ok, self.rules.reloads_failed, report.ok)
         return report
 
     def _keep_leases(self) -> None:
@@ -196,13 +203,16 @@ class Worker:
                 await self._flush(report)  # answer the first batch before reading the next
                 if self.stop_event.is_set():
                     break
+            health.succeeded(self.store, HealthPart.SOURCE, source.name, self.clock.now())
         except AuthError as exc:
             self._paused_until[source.name] = self.clock.now() + AUTH_RETRY
             report.source_errors[source.name] = str(exc)
+            health.failed(self.store, HealthPart.SOURCE, source.name, self.clock.now(), str(exc))
             log.error("source authentication failed; retrying in 10 minutes",
                       source=source.name, error=str(exc))
         except SourceError as exc:
             report.source_errors[source.name] = str(exc)
+            health.failed(self.store, HealthPart.SOURCE, source.name, self.clock.now(), str(exc))
             log.error("source unreachable", source=source.name, error=str(exc))
         except StoreConflict as exc:
             # another worker recorded these items first (its lease and ours overlapped): the
@@ -212,6 +222,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others
             error = f"{type(exc).__name__}: {exc}"
             report.source_errors[source.name] = error
+            health.failed(self.store, HealthPart.SOURCE, source.name, self.clock.now(), error)
             log.error("source failed; next cycle tries again", source=source.name, error=error)
 
     async def _reread_before_timers(self, report: CycleReport) -> None:

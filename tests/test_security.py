@@ -266,7 +266,7 @@ def test_secrets_never_appear_when_smtp_refuses_them(tmp_path: Path) -> None:
         unreachable = run_once(closed, tmp_path, "run", "--once")
         status = run_once(env, tmp_path, "status", "--json")
         assert smtp.auth_failures >= 1 and smtp.messages == []
-    assert sent.returncode == 0, sent.stderr[-2000:]  # a failed send is recorded, not fatal
+    assert sent.returncode == 1, sent.stderr[-2000:]  # recorded, and run --once says so
     assert "authentication" in sent.stderr.lower()
     for output in (sent, unreachable, status):
         assert_no_secret(output.stdout + output.stderr)
@@ -319,7 +319,7 @@ def test_the_worker_refuses_a_self_signed_smtps_server_unless_told(tmp_path: Pat
         with_ca = run_once(dict(env, SUPPORTBOT_CA_FILE=str(cert.cert)), tmp_path,
                            "run", "--once")
         assert len(smtp.messages) == 1 and smtp.messages[0].tls
-    assert refused.returncode == 0 and "not trusted" in refused.stderr
+    assert refused.returncode == 1 and "not trusted" in refused.stderr  # nothing could be sent
     assert row is not None and row.status == "pending" and "not trusted" in (row.last_error or "")
     assert with_ca.returncode == 0, with_ca.stderr[-2000:]
 

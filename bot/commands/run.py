@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "Runs until SIGTERM/SIGINT; SIGHUP reloads rules.yaml and templates.")
     p.add_argument("--once", action="store_true",
                    help="one complete cycle (drain sources, send what is due, fire due timers), "
-                   "then exit: 0 when the cycle completed, 1 when a source could not be read")
+                   "then exit: 0 when everything was done, 1 when a source could not be read "
+                   "or a message could not be sent (2: bad configuration)")
     p.add_argument("--dry-run", action="store_true",
                    help="decide and print what would be sent; send nothing and change no state "
                    "(also SUPPORTBOT_DRY_RUN=1)")
@@ -51,11 +52,12 @@ async def _main(settings, *, once: bool) -> int:  # type: ignore[no-untyped-def]
         report = await worker.cycle()
         if settings.dry_run:
             print_outcomes(report)
-        if report.source_errors:
-            for name, error in report.source_errors.items():
-                print(f"supportbot: source {name} could not be read: {error}", file=sys.stderr)
-            return 1
-        return 0
+        for name, error in report.source_errors.items():
+            print(f"supportbot: source {name} could not be read: {error}", file=sys.stderr)
+        if report.retry or report.failed:
+            print(f"supportbot: {report.sent} message(s) sent, {report.retry} left for a retry, "
+                  f"{report.failed} given up on (see `supportbot status`)", file=sys.stderr)
+        return 0 if report.ok else 1
 
 
 def print_outcomes(report: CycleReport) -> None:

@@ -260,6 +260,8 @@ class Lifecycle:
         """Called by the outbox: what the requester can see counts for the promises."""
         if kind in REQUESTER_KINDS:
             self.store.mark_visible_update(ticket_id, now)
+            # the one-hour promise is kept: its timer is no longer live (status, health)
+            self.store.cancel_timers(ticket_id, (TimerKind.FIRST_RESPONSE,), now)
 
     # -- timers -------------------------------------------------------------------------
     def fire_due(self, now: datetime, ruleset: RuleSet,
