@@ -77,6 +77,13 @@ def records(store: Store, part: HealthPart) -> dict[str, PartRecord]:
             for key, value in sorted(store.meta_items(prefix).items())}
 
 
+def metric_states(store: Store, part: HealthPart) -> dict[str, tuple[float | None, bool]]:
+    """(last success as a Unix time, failing now) per name, as bot.metrics takes them."""
+    return {name: (datetime.fromisoformat(r.last_success).timestamp() if r.last_success
+                   else None, r.failing_since is not None)
+            for name, r in records(store, part).items()}
+
+
 def rules_reloaded(store: Store, ok: bool, errors: list[str], now: datetime) -> None:
     """The outcome of the last reload; a rejected one stays until a reload succeeds."""
     with store.transaction():

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from bot.health import PartRecord
+# Per source or channel: (when it last worked, as a Unix time or None; is it failing now).
+PartState = tuple[float | None, bool]
 
 REGISTRY = CollectorRegistry()
 MESSAGES = Counter("supportbot_messages_total", "Inbound messages by outcome",
@@ -43,12 +44,8 @@ def serve(port: int) -> None:
     start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
 
 
-def _stamp(iso: str | None) -> float | None:
-    return datetime.fromisoformat(iso).timestamp() if iso else None
-
-
-def observe_cycle(report: object, now: datetime, sources: dict[str, PartRecord],
-                  channels: dict[str, PartRecord], reload_ok: bool, reload_failures: int,
+def observe_cycle(report: object, now: datetime, sources: dict[str, PartState],
+                  channels: dict[str, PartState], reload_ok: bool, reload_failures: int,
                   cycle_ok: bool) -> None:
     for status, count in getattr(report, "counts", {}).items():
         if status != "known":
@@ -61,16 +58,14 @@ def observe_cycle(report: object, now: datetime, sources: dict[str, PartRecord],
         TIMERS.labels(kind).inc()
     RELOAD_OK.set(1 if reload_ok else 0)
     RELOAD_FAILURES.set(reload_failures)
-    for name, record in sources.items():
-        at = _stamp(record.last_success)
+    for name, (at, failing) in sources.items():
         if at is not None:
             SOURCE_SUCCESS.labels(name).set(at)
             SOURCE_LAG.labels(name).set(max(now.timestamp() - at, 0))
-        SOURCE_FAILING.labels(name).set(1 if record.failing_since else 0)
-    for name, record in channels.items():
-        at = _stamp(record.last_success)
+        SOURCE_FAILING.labels(name).set(1 if failing else 0)
+    for name, (at, failing) in channels.items():
         if at is not None:
             CHANNEL_SUCCESS.labels(name).set(at)
-        CHANNEL_FAILING.labels(name).set(1 if record.failing_since else 0)
+        CHANNEL_FAILING.labels(name).set(1 if failing else 0)
     if cycle_ok:
         HEARTBEAT.set(now.timestamp())

@@ -164,8 +164,8 @@ class Worker:
             self.store.set_meta(health.LAST_CYCLE, now.isoformat())
             if report.ok:  # the heartbeat says "a cycle did its job", not "the process is alive"
                 self.store.set_meta(health.HEARTBEAT, now.isoformat())
-        metrics.observe_cycle(report, now, health.records(self.store, HealthPart.SOURCE),
-                              health.records(self.store, HealthPart.CHANNEL),
+        metrics.observe_cycle(report, now, health.metric_states(self.store, HealthPart.SOURCE),
+                              health.metric_states(self.store, HealthPart.CHANNEL),
                               self.rules.last_reload_ok, self.rules.reloads_failed, report.ok)
         return report
 
