@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.errors import MalformedMessage, StoreError
 from bot.lifecycle.agents import AgentActions
 from bot.lifecycle.followup import Lifecycle
+from bot.lifecycle.merges import Merges
 from bot.mail.addresses import reply_recipient
 from bot.mail.bounce import read_bounce
 from bot.mail.parse import parse_message
@@ -82,6 +83,7 @@ class Pipeline:
         self.lifecycle = lifecycle
         self.rules = rules
         self.agents = AgentActions(store, lifecycle)
+        self.merges = Merges(store)
 
     # -- batches ------------------------------------------------------------------------
     def ingest_batch(self, source_key: str, batch: Batch, now: datetime) -> list[Outcome]:
@@ -159,6 +161,13 @@ class Pipeline:
             if same is not None:
                 record("duplicate", same.ticket_id, f"same as ledger entry {same.id}")
                 return Outcome(item.ref, "duplicate", same.ticket_id, message=msg)
+        else:  # a thread a Help Scout merge moved is not a new reply (bot/lifecycle/merges.py)
+            moved = self.merges.moved(msg)
+            if moved is not None:
+                into = self.merges.apply(moved, msg, now)
+                record("duplicate", into.id if into else None,
+                       f"moved here by a merge (ledger entry {moved.id})")
+                return Outcome(item.ref, "duplicate", into.id if into else None, message=msg)
 
         if item.author == Author.SELF:
             record("own", None, "our own Help Scout thread")

@@ -61,9 +61,11 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
     if settings.helpscout is not None:
         from bot.channels.helpscout import HelpScoutChannel
         from bot.helpscout.client import HelpScoutClient
+        from bot.helpscout.merges import StoredMerges
         from bot.sources.helpscout import HelpScoutSource
 
-        helpscout_client = HelpScoutClient(settings.helpscout, clock=clock)
+        helpscout_client = HelpScoutClient(settings.helpscout, clock=clock,
+                                           merges=StoredMerges(store))
         channels[ChannelName.HELPSCOUT] = HelpScoutChannel(helpscout_client)
         sources.append(HelpScoutSource(helpscout_client, settings.helpscout, store,
                                        poll_seconds=settings.poll_seconds, clock=clock,

@@ -11,7 +11,8 @@
 - Pages are followed while `_links.next` is present, keeping our own filters (older API
   versions dropped them from the link); `_embedded` is absent on an empty page.
 - A merged conversation answers GET with 301 + Location: followed, and remembered in
-  `merged` so later writes go to the new id (writes to the old id answer 404).
+  `merged` (the store, in the worker: Help Scout forgets after 60 days) so later writes
+  go to the new id (writes to the old id answer 404).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from bot.helpscout.errors import (
     error_body,
     error_from_response,
 )
+from bot.helpscout.merges import MemoryMerges, MergeMap
 from bot.helpscout.ratelimit import RETRY_AFTER, RateLimiter, header_number
 from bot.vocab import HelpScoutStatus
 
@@ -119,13 +121,13 @@ class HelpScoutClient:
     def __init__(self, settings: HelpScoutSettings, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, timeout: float = 20,
                  rate_window: float = 60.0, max_attempts: int = 5,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, merges: MergeMap | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.limiter = RateLimiter(self.clock, rate_window)
-        self.merged: dict[int, int] = {}
+        self.merged: MergeMap = merges if merges is not None else MemoryMerges()
         self.own_user_id: int | None = None  # the app's user, once the source has learned it
         self.stats: Counter[str] = Counter()
         self._http = httpx.AsyncClient(
@@ -261,10 +263,10 @@ class HelpScoutClient:
     def resolve(self, conversation_id: int) -> int:
         """The current id of a conversation that may have been merged (followed chains)."""
         seen = {conversation_id}
-        while conversation_id in self.merged:
-            conversation_id = self.merged[conversation_id]
-            if conversation_id in seen:
+        while (following := self.merged.get(conversation_id)) is not None:
+            if following in seen:
                 break
+            conversation_id = following
             seen.add(conversation_id)
         return conversation_id
 
@@ -274,7 +276,7 @@ class HelpScoutClient:
         if not found:
             raise error_from_response(response)
         new = int(found.group(1))
-        self.merged[old] = new
+        self.merged.put(old, new)
         log.info("help scout conversation merged", old=old, new=new)
         return new
 

@@ -259,7 +259,7 @@ def test_a_merged_conversation_is_followed_and_reported(api: respx.MockRouter,
         return conversation, thread, c
 
     conversation, thread, c = run(go())
-    assert conversation["id"] == 7003 and c.merged == {7001: 7003}
+    assert conversation["id"] == 7003 and c.merged == {7001: 7003}  # MemoryMerges
     assert c.resolve(7001) == 7003
     assert thread == 9100 and reply.call_count == 1 and moved.call_count == 1
 
