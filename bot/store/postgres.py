@@ -2,8 +2,9 @@
 
 psycopg 3, one connection per store, autocommit outside explicit transactions (as the SQLite
 backend runs). The schema version lives in `schema_version`; migrations take a transaction
-advisory lock, so workers starting together apply each step once. A connection lost between
-transactions (the database restarted) is opened again at the next transaction.
+advisory lock, so workers starting together apply each step once. A lost connection (the
+database restarted, a failover) fails the statement that finds it, with its transaction; the
+next statement outside a transaction, or the next transaction, connects again.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn = self._connect()
+        self._in_transaction = False
         migrate(self.conn)
 
     def _connect(self) -> psycopg.Connection[Row]:
@@ -74,36 +76,44 @@ class PostgresDatabase:
             connect_timeout=CONNECT_TIMEOUT, application_name="supportbot")
         return conn
 
+    def _live(self) -> psycopg.Connection[Row]:
+        """The connection, opened again if it was lost outside a transaction (inside one,
+        the transaction is gone with it: the statement fails and the step rolls back)."""
+        if self.conn.closed and not self._in_transaction:
+            self.conn = self._connect()
+        return self.conn
+
     def run(self, sql: str, params: Params = ()) -> int:
-        with _errors(), self.conn.cursor() as cur:
+        with _errors(), self._live().cursor() as cur:
             cur.execute(to_pyformat(sql), params)
             return cur.rowcount
 
     def run_many(self, sql: str, rows: Iterable[Params]) -> None:
-        with _errors(), self.conn.cursor() as cur:
+        with _errors(), self._live().cursor() as cur:
             cur.executemany(to_pyformat(sql), rows)
 
     def rows(self, sql: str, params: Params = ()) -> list[Row]:
-        with _errors(), self.conn.cursor() as cur:
+        with _errors(), self._live().cursor() as cur:
             cur.execute(to_pyformat(sql), params)
             return cur.fetchall()
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
-        with _errors(), self.conn.cursor() as cur:
+        with _errors(), self._live().cursor() as cur:
             cur.execute(to_pyformat(sql), params)
             return cur.fetchone()
 
     def begin(self) -> None:
         with _errors():
-            if self.conn.closed:
-                self.conn = self._connect()
-            self.conn.execute("BEGIN")
+            self._live().execute("BEGIN")
+        self._in_transaction = True
 
     def commit(self) -> None:
+        self._in_transaction = False
         with _errors():
             self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
+        self._in_transaction = False
         if not self.conn.closed:  # a lost connection has rolled back already
             with _errors():
                 self.conn.execute("ROLLBACK")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import StoreError
 from bot.store import Store
 from bot.store.database import Dialect
 from bot.store.schema import MIGRATIONS, SCHEMA_VERSION, postgres_sql, sqlite_sql, statements
@@ -348,3 +349,26 @@ def test_a_state_copies_between_engines_and_back(tmp_path: Path, pg_url: str) ->
     assert back.quarantined() == [] and back.get_cursor("imap:h:u:INBOX") == "1:9"
     (row,) = back.due_outbox(NOW, ["maildir"], limit=1)
     assert row.payload == b"bytes\x00\xff"
+
+
+def test_a_lost_postgres_connection_fails_one_step_then_reconnects(pg_url: str) -> None:
+    """The database restarted (here: our backend terminated): the step in hand fails and
+    rolls back; the next one connects again and finds everything committed before."""
+    import psycopg
+
+    store = Store(pg_url)
+    tid = _ticket(store)
+
+    def cut() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid != pg_backend_pid()")
+
+    cut()
+    with pytest.raises(StoreError), store.transaction():
+        store.log(NOW, tid, "lost")
+    assert [a.action for a in store.activity(tid)] == []  # reconnected; nothing half-done
+    cut()
+    with pytest.raises(StoreError):
+        store.get_ticket(tid)
+    assert store.get_ticket(tid) is not None
