@@ -93,6 +93,11 @@ PEOPLE = {
                                    "are delayed"),
     "delayed in a question": mail("From: ann@customer.example\nSubject: Why is my delivery "
                                   "delayed?"),
+    "delayed in a report": mail("From: ann@customer.example\nSubject: Delivery delayed for our "
+                                "newsletter"),
+    "a vendor named": mail("From: ann@customer.example\nSubject: ChoiceMail blocks your emails"),
+    "confirm in a request": mail("From: ann@customer.example\nSubject: Please confirm your "
+                                 "email was received"),
 }
 
 
