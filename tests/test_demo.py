@@ -50,6 +50,20 @@ def test_what_requesters_and_owners_receive_is_shown(demo: tuple[str, str, Path]
     assert "-> chris@adamsrealty.example receives closure: Re: broken again [#3]" in out
 
 
+def test_the_whole_conversation_is_told(demo: tuple[str, str, Path]) -> None:
+    out, _, _ = demo
+    # the owner's Reply reaches the requester, in his thread, and a check-in follows it
+    assert "-> marcus@leeproperties.example receives owner_reply: Re: Charged twice this " \
+        "month [#2]" in out
+    assert f"{QUOTE}Jordan Blake from Acme Support has an answer for you" in out
+    assert "-> marcus@leeproperties.example receives check_in: Re: Charged twice" in out
+    # Priya's details are decided on again: the product team has it, and she is told
+    second_turn = out.split("Priya replies with details", 1)[1].split("\n== ", 1)[0]
+    assert "-> product-support@example.com receives forward: [#4]" in second_turn
+    assert "-> priya@natarajangroup.example receives forwarded: Re: not working [#4]" \
+        in second_turn
+
+
 def test_the_story_is_on_the_simulated_clock_in_short_lines(
         demo: tuple[str, str, Path]) -> None:
     out, err, directory = demo

@@ -2,8 +2,9 @@
 
 Mail goes into a fresh local Maildir, the worker runs exactly as in production (same
 store, rules, templates, outbox), and the clock is moved forward instead of waiting, so
-the whole story (acknowledgement, forward, ask for details, check-in, closure, a reply
-that cancels the follow-ups, an auto-reply left alone) takes seconds.
+the whole story (acknowledgement, forward, ask for details, the owner's answer reaching
+the requester, a reply with details decided on again, check-ins, closure, an auto-reply
+left alone) takes seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,15 +60,22 @@ class Step:
     heading: str  # what the reader should watch for
     mail: tuple[str, ...] = ()  # files under bot/demo/mail/ that arrive just before
     then: Callable[[], None] | None = None  # anything else that happens first
+    owner_answers: tuple[int, str] | None = None  # (ticket, words): its owner presses Reply
 
 
 MAIL_STORY: tuple[Step, ...] = (
     Step(timedelta(0), "the bot reads the inbox and answers"),
-    Step(timedelta(hours=23), "23 h later: Priya replies with details (her follow-ups are "
-         "cancelled)", mail=("later/4-reply.eml",)),
+    Step(timedelta(hours=2), "the billing team presses Reply on the forward: the answer reaches "
+         "Marcus in his own thread", owner_answers=(2, (
+             "You're right, and I'm sorry: the second charge was a duplicate. I've refunded it "
+             "today; it will show on your card within 3-5 working days."))),
+    Step(timedelta(hours=21), "23 h later: Priya replies with details: decided again, the "
+         "right team has it now", mail=("later/4-reply.eml",)),
     Step(timedelta(hours=1, minutes=1), "24 h after asking: Chris has not replied, so a kind "
          "check-in goes out"),
-    Step(timedelta(hours=24), "another day of silence: the closure, and owners whose tickets "
+    Step(timedelta(hours=2), "a day after the billing answer: a check-in asks Marcus whether "
+         "it is settled"),
+    Step(timedelta(hours=22), "another day of silence: the closure, and owners whose tickets "
          "saw no update for 48 h get a reminder"),
 )
 
@@ -77,16 +87,38 @@ HELPSCOUT_STORY: tuple[Step, ...] = (
 
 
 async def play(story: Iterable[Step], worker: Worker, clock: FakeClock, narrator: Narrator,
-               inbox: Path | None = None) -> None:
+               inbox: Path | None = None, outbox: Path | None = None) -> None:
     for step in story:
         clock.advance(step.after)
         for name in step.mail:
             assert inbox is not None, "a mail scene needs an inbox"
             deliver(inbox, (MAIL / name).read_bytes(), clock.now())
+        if step.owner_answers is not None:
+            assert inbox is not None and outbox is not None, "an owner's answer needs mail"
+            deliver(inbox, owner_reply(outbox, *step.owner_answers), clock.now())
         if step.then is not None:
             step.then()
         await worker.cycle()
         narrator.step(clock.now(), step.heading)
+
+
+def owner_reply(outbox: Path, ticket: int, words: str) -> bytes:
+    """What the owner's mail client sends on Reply to the bot's forward of ``ticket``: To the
+    forward's Reply-To, threaded under it, their words above the quoted forward."""
+    box = mailbox.Maildir(str(outbox), create=False)
+    forward = next(m for m in box if m["X-Supportbot-Kind"] == MessageKind.FORWARD
+                   and m["X-Supportbot-Ticket"] == str(ticket))
+    reply = EmailMessage()
+    reply["From"] = f"Jordan Blake <{forward['To']}>"
+    reply["To"] = str(forward["Reply-To"] or forward["From"])
+    reply["Subject"] = f"Re: {forward['Subject']}"
+    reply["Message-ID"] = f"<owner-answer-{ticket}@example.com>"
+    reply["In-Reply-To"] = str(forward["Message-ID"])
+    reply["References"] = str(forward["Message-ID"])
+    reply["Date"] = format_datetime(datetime.now(UTC))
+    reply.set_content(f"{words}\n\nOn Monday, Acme Support wrote:\n> [#{ticket}] Assigned to "
+                      "you\n")
+    return reply.as_bytes()
 
 
 def _empty_directory(directory: Path) -> None:
@@ -130,7 +162,7 @@ async def _run(settings: Settings, directory: Path, out: Printer,
 
     async with open_worker(settings, clock=clock) as worker:
         narrator = Narrator(worker.store, maildir_deliveries(outbox), out)
-        await play(MAIL_STORY, worker, clock, narrator, inbox)
+        await play(MAIL_STORY, worker, clock, narrator, inbox, outbox)
         summary = summarise(worker.store)
 
     out("")
