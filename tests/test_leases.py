@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FakeClock
+from bot.commands.status import collect
 from bot.runtime import open_worker
 from bot.store import Store
 from bot.worker import Worker
@@ -71,7 +72,10 @@ def test_a_stopped_worker_hands_its_source_over_at_once(tmp_path: Path, pg_url: 
         async with open_worker(settings, clock=clock) as b:
             async with open_worker(settings, clock=clock) as a:
                 await a.cycle()
-                assert Store(pg_url).leases()  # a holds its own and the Maildir's
+                await b.cycle()
+                seen = collect(Store(pg_url), settings, now=clock.now())["workers"]
+                assert seen["alive"] == sorted([a.leases.holder, b.leases.holder])
+                assert list(seen["reading"].values()) == [a.leases.holder]
             # a is closed (what SIGTERM leads to): its leases are gone, b reads at once
             deliver(tmp_path / "inbox", _mail(3), T0)
             assert (await b.cycle()).counts == Counter(ticket=1)

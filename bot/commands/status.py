@@ -19,6 +19,7 @@ from bot.clock import SystemClock, to_iso
 from bot.commands._common import open_store, setup
 from bot.config import Settings
 from bot.store import Store, TimerRow
+from bot.store.store import WORKER_LEASE
 from bot.tickets import stranded
 from bot.vocab import REQUESTER_KINDS, ChannelName, HealthPart, OutboxStatus
 
@@ -59,6 +60,8 @@ def collect(store: Store, settings: Settings | None = None,
         "sources": {name: asdict_record(r) for name, r in
                     health.records(store, HealthPart.SOURCE).items()},
         "last_new_mail": last_mail,
+        # several workers on one PostgreSQL: who is alive, and who reads which source
+        "workers": workers(store, now),
         "channels": {name: asdict_record(r) for name, r in
                      health.records(store, HealthPart.CHANNEL).items()},
         "tickets": store.tickets_by_state(),
@@ -89,6 +92,18 @@ def collect(store: Store, settings: Settings | None = None,
         # open tickets with no owner and nothing pending: nobody will act on them
         "stranded": stranded(store),
     }
+
+
+def workers(store: Store, now: datetime) -> dict[str, Any]:
+    alive, reads = [], {}
+    for name, (holder, until) in store.leases().items():
+        if until <= now:
+            continue  # its holder is gone; the lease is free to take
+        if name.startswith(WORKER_LEASE):
+            alive.append(holder)
+        else:
+            reads[name.removeprefix("source:")] = holder
+    return {"alive": sorted(alive), "reading": reads}
 
 
 def asdict_record(record: health.PartRecord) -> dict[str, str | None]:
@@ -142,6 +157,10 @@ def render(data: dict[str, Any]) -> list[str]:
                    + _failure(r))
     for name, at in data["last_new_mail"].items():
         out.append(f"  ({name}: last new mail {_at(at)})")
+    w = data["workers"]
+    if len(w["alive"]) > 1 or any(h not in w["alive"] for h in w["reading"].values()):
+        out.append(f"Workers: {len(w['alive'])} alive")
+        out += [f"  {source} read by {holder}" for source, holder in w["reading"].items()]
     out.append("Channels:" if data["channels"] else "Channels: nothing sent yet")
     for name, r in data["channels"].items():
         out.append(f"  {name}: last success {_at(r['last_success'])}" + _failure(r))
