@@ -35,8 +35,8 @@ _FORWARD_MARKER = re.compile(
     r"^\s*(?:-{2,}\s*(?:forwarded message|weitergeleitete nachricht|message transféré"
     r"|mensaje reenviado)\s*-{2,}|begin forwarded message:|start of forwarded message)",
     re.IGNORECASE)
-_WROTE = re.compile(r"^\s*on\b.{0,200}\bwrote:\s*$|^.{0,200}\b(?:schrieb|a écrit|escribió)"
-                    r"\s*:\s*$", re.IGNORECASE)
+_WROTE = re.compile(r"^\s*(?:-+\s*)?on\b.{0,200}\bwrote:\s*$"
+                    r"|^.{0,200}\b(?:schrieb|a écrit|escribió)\s*:\s*$", re.IGNORECASE)
 _ON = re.compile(r"^\s*on\s\S", re.IGNORECASE)
 _BLOCK_FROM = re.compile(r"^\s*\*?(?:from|de|von|van|da|från|fra)\s*:\*?\s*\S", re.IGNORECASE)
 _BLOCK_FIELD = re.compile(

@@ -28,6 +28,8 @@ def test_gmail_quote_wrapped_over_two_lines() -> None:
     body = ("Thanks!\n\nOn Mon, Apr 2, 2012 at 5:44 PM, Bob <bob@x.example>\nwrote:\n"
             "> Our newsletter bounced\n")
     assert read_own_words(body).own == "Thanks!"
+    yahoo = "Sounds great.\n\n--- On Wed, 4/4/12, x@y.example <x@y.example> wrote:\n\nspam folder"
+    assert read_own_words(yahoo).own == "Sounds great."
 
 
 def test_uuencoded_and_base64_blobs_are_set_aside() -> None:
