@@ -344,10 +344,11 @@ class Store:
         """
         with self.transaction():
             rows = self._due_outbox(now, channels, limit, claim=self.db.claim_clause)
-            for row in rows:
+            ids = [row.id for row in rows]
+            if ids:
                 self.db.run(
                     "UPDATE outbox SET status = 'sending', attempts = attempts + 1,"
-                    " claimed_by = ? WHERE id = ?", (holder, row.id))
+                    f" claimed_by = ? WHERE id IN ({_marks(ids)})", (holder, *ids))
         return rows
 
     def claim_in_doubt(self, now: datetime, holder: str) -> list[OutboxRow]:
@@ -362,8 +363,10 @@ class Store:
                 " NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = ? || o.claimed_by"
                 f" AND l.expires_at > ?)) ORDER BY id{self.db.claim_clause}",
                 (WORKER_LEASE, to_iso(now)))]
-            for row in rows:
-                self.db.run("UPDATE outbox SET claimed_by = ? WHERE id = ?", (holder, row.id))
+            ids = [row.id for row in rows]
+            if ids:
+                self.db.run(f"UPDATE outbox SET claimed_by = ? WHERE id IN ({_marks(ids)})",
+                            (holder, *ids))
         return rows
 
     def pending_outbox_channels(self) -> dict[str, int]:
