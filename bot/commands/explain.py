@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     reply = None
     on: Ticket | None = None
     if message is not None and not decision.ignored:
-        found = _reply_ticket(settings.state_path, message, args.ticket)
+        found = _reply_ticket(settings.state, message, args.ticket)
         if isinstance(found, str):
             print(f"supportbot: {found}", file=sys.stderr)
             return 2
@@ -157,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reply_ticket(state: Path, message: Message,
+def _reply_ticket(state: Path | str, message: Message,
                   number: int | None) -> tuple[Store, Ticket] | str | None:
     """The ticket the message is a reply on, from the state (never created by explain)."""
-    if not state.exists():
+    if isinstance(state, Path) and not state.exists():
         return f"no state at {state}: cannot look up ticket #{number}" if number else None
     store = Store(state)
     ticket = store.get_ticket(number) if number else find_ticket(store, message)
