@@ -80,9 +80,9 @@ def test_explain_finds_the_ticket_and_says_what_the_worker_then_does(
                     ("forwarded", "ann@customer.example")]
 
 
-def test_explain_ticket_n_and_a_missing_ticket(asked: tuple[Settings, bytes], tmp_path: Path,
+@pytest.mark.usefixtures("asked")
+def test_explain_ticket_n_and_a_missing_ticket(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    _, reply = asked
     unthreaded = tmp_path / "unthreaded.eml"
     unthreaded.write_bytes(make_mail(subject="more", body=DETAILS,
                                      message_id="<x@cust.example>"))
