@@ -93,7 +93,7 @@ class Planner:
                    original: Message | None) -> list[int]:
         key = f"t{ticket.id}:{kind}:{trigger}"
         if self.mail_channel is None:
-            return self._plan_without_mail(ticket, kind, key, rendered, now, rule)
+            return self._plan_without_mail(ticket, kind, key, rendered, now, rule, to)
         to_requester = kind in REQUESTER_KINDS
         message_id = make_message_id(ticket.id, kind, self.settings.from_domain)
         if to_requester:
@@ -151,8 +151,10 @@ class Planner:
         return [outbox_id]
 
     def _plan_without_mail(self, ticket: Ticket, kind: MessageKind, key: str, rendered: Rendered,
-                           now: datetime, rule: str | None) -> list[int]:
-        """Help Scout-only deployments have no mail: team messages go to the webhook/log."""
+                           now: datetime, rule: str | None, to: list[str]) -> list[int]:
+        """Help Scout-only deployments have no mail: a team message (an owner's reminder, an
+        on-call alert) becomes a note on the conversation, where the team works, and goes to
+        the alert webhook; with neither it is logged."""
         if kind in REQUESTER_KINDS:
             self.store.log(now, ticket.id, "suppressed", f"{kind}: no channel to the requester",
                            rule=rule)
@@ -160,11 +162,30 @@ class Planner:
             return []
         if kind in ALERT_KINDS:
             log.error("alert", ticket=ticket.id, kind=kind, text=rendered.text[:500])
+        ids = self._plan_team_note(ticket, kind, key, rendered, now, rule, to)
         if not self.alert_webhook:
-            self.store.log(now, ticket.id, "logged", f"{kind}: no mail channel; logged only",
-                           rule=rule)
+            if not ids:
+                self.store.log(now, ticket.id, "logged", f"{kind}: no mail channel; logged only",
+                               rule=rule)
+            return ids
+        return ids + self._plan_webhook(ticket, kind, key, rendered, now, rule)
+
+    def _plan_team_note(self, ticket: Ticket, kind: MessageKind, key: str, rendered: Rendered,
+                        now: datetime, rule: str | None, to: list[str]) -> list[int]:
+        if ticket.source != SourceKind.HELPSCOUT or not self.helpscout \
+                or ticket.conversation_id is None:
             return []
-        return self._plan_webhook(ticket, kind, key, rendered, now, rule)
+        label = spec(kind).label or kind.value
+        text = f"supportbot - {label} (for {', '.join(to) or 'the team'}):\n\n{rendered.text}"
+        outbox_id = self.store.add_outbox(
+            idem_key=f"{key}:note", ticket_id=ticket.id, kind=kind,
+            channel=ChannelName.HELPSCOUT, message_id=f"helpscout:{key}:note", envelope_from="",
+            recipients=to, payload=ops.note_op(ticket.conversation_id, text, f"sb:{key}:note"),
+            now=now, rule=rule)
+        if outbox_id:
+            self.store.log(now, ticket.id, "planned",
+                           f"{kind} as a Help Scout note for {', '.join(to)}", rule=rule)
+        return [outbox_id] if outbox_id else []
 
     def _plan_webhook(self, ticket: Ticket, kind: MessageKind, key: str, rendered: Rendered,
                       now: datetime,

@@ -230,3 +230,18 @@ def _catch_up(tmp_path: Path, fake: FakeHelpScout, clock: FakeClock, url: str) -
     counts = [len(bot_replies(fake, c)) for c in fake.conversation_ids()]
     assert counts == [1] * len(counts), sorted(set(counts))
     assert fake.stats.rate_limited == 0
+
+
+def test_help_scout_only_owner_reminder_and_alert_are_notes(tmp_path: Path, hs: HS) -> None:
+    """No mail channel: the owner (an address) and on-call still hear, where the team works."""
+    fake, clock, url = hs
+    conv = fake.add_conversation("My emails aren't sending!!", "dana@whit.example",
+                                 "Since 8am none of my emails to clients are going out.")
+    settings = settings_for(tmp_path, url, fake)
+    cycles(settings, clock, [timedelta(0)])
+    notes = [t for t in fake.threads(conv) if t["type"] == "note"]
+    assert any("oncall@example.com" in n["body"] for n in notes)  # the critical alert
+    cycles(settings, clock, [timedelta(hours=48, minutes=5)])
+    notes = [t for t in fake.threads(conv) if t["type"] == "note"]
+    reminders = [n for n in notes if "Reminder" in n["body"]]
+    assert len(reminders) == 1 and "deliverability@example.com" in reminders[0]["body"]
