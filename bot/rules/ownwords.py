@@ -38,11 +38,14 @@ _FORWARD_MARKER = re.compile(
 _WROTE = re.compile(r"^\s*(?:-+\s*)?on\b.{0,200}\bwrote:\s*$"
                     r"|^.{0,200}\b(?:schrieb|a écrit|escribió)\s*:\s*$", re.IGNORECASE)
 _ON = re.compile(r"^\s*on\s\S", re.IGNORECASE)
-_BLOCK_FROM = re.compile(r"^\s*\*?(?:from|de|von|van|da|från|fra)\s*:\*?\s*\S", re.IGNORECASE)
+_BLOCK_FROM = re.compile(r"^\s*\*?(?:from|de|von|van|da|från|fra|от)\s*:\*?\s*\S",
+                         re.IGNORECASE)
 _BLOCK_FIELD = re.compile(
     r"^\s*\*?(?:sent|date|envoyé|gesendet|enviado|verzonden|data|skickat|sendt|to|à|an|para"
-    r"|aan|a|till|til|cc|subject|objet|betreff|asunto|onderwerp|oggetto|assunto|ämne|emne)"
-    r"\s*:\*?", re.IGNORECASE)
+    r"|aan|a|till|til|cc|subject|objet|betreff|asunto|onderwerp|oggetto|assunto|ämne|emne"
+    r"|отправлено|дата|кому|копия|тема)\s*:\*?", re.IGNORECASE)
+# "Thu, 26 Jun 2014 14:00 +0400 от Alex <a@x.example>:" (mail.ru, Yandex): the quote's byline
+_BYLINE = re.compile(r"^.{0,200}<[^<>\s@]+@[^<>\s]+>\s*:\s*$")
 _FOOTER = re.compile(
     r"^\s*(?:you (?:received|are receiving|have received|receive) this (?:message|e-?mail"
     r"|notification)|to unsubscribe from this (?:group|list)|if you (?:did not|didn'?t) "
@@ -60,8 +63,8 @@ _BLOB_RUN = 3  # blob-like lines in a row before they are a blob, not a long wor
 # Every line any check below could act on matches this; the rest are the requester's words
 # at once (most lines of most tickets), which keeps the reading at a few us per ticket.
 _CANDIDATE = re.compile(
-    r"^\s*(?:[-#_*>]|(?:on|begin|start|from|de|von|van|da|från|fra|you|to|if|this|click"
-    r"|unsubscribe|manage|view|for|sent|get)\b)|:\s*$|^[A-Za-z0-9+/]{40}|^M[\x21-\x60]{55}",
+    r"^\s*(?:[-#_*>]|(?:on|begin|start|you|to|if|this|click|unsubscribe|manage|view|for|sent"
+    r"|get)\b|\w{1,14}\s*:)|:\s*$|^[A-Za-z0-9+/]{40}|^M[\x21-\x60]{55}",
     re.IGNORECASE)
 _QUOTE_PREFIX = re.compile(r"^(?:\s*>)+ ?")
 # A notice that mail failed: this is evidence of the requester's problem, quoted or not.
@@ -160,10 +163,13 @@ def _quote_start(lines: list[str], i: int) -> str | None:
         return QUOTED
     if _ON.match(line) and i + 1 < len(lines) and _WROTE.match(f"{line} {lines[i + 1]}"):
         return QUOTED  # "On Mon, 2 Apr 2012 at 17:44, Bob <bob@x>" wrapped before "wrote:"
-    if _BLOCK_FROM.match(line):
-        fields = sum(1 for nxt in lines[i + 1:i + 6] if _BLOCK_FIELD.match(nxt))
-        if fields >= 2:
-            return QUOTED  # Outlook's From: / Sent: / To: / Subject: block
+    if _BYLINE.match(line):
+        return QUOTED
+    if _BLOCK_FROM.match(line) or _BLOCK_FIELD.match(line):
+        block = lines[i:i + 6]
+        fields = sum(1 for nxt in block if _BLOCK_FIELD.match(nxt) or _BLOCK_FROM.match(nxt))
+        if fields >= 3 and any(_BLOCK_FROM.match(nxt) for nxt in block):
+            return QUOTED  # Outlook's From: / Sent: / To: / Subject: block, in any order
     return None
 
 

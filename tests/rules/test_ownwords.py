@@ -90,3 +90,18 @@ def test_a_rule_of_many_conditions_shows_the_miss_that_matched_set_aside_text() 
     hit, why = explain(rule, f"Lost attachment.\n{UU}")
     assert not hit and "only in text they did not write: uuencoded attachment" in why
     assert explain(rule, "Lost attachment.") == (False, "none of its 2 conditions matched (text)")
+
+
+def test_quote_headers_in_any_order_and_language_and_bylines() -> None:
+    hotmail = ("Hi. I am fine.\n\nDate: Thu, 26 Jun 2014 13:53:45 +0400\nSubject: Test\n"
+               "From: abc@example.com\nTo: alex@example.com\n\nour emails bounce\n")
+    # Windows Mail's Russian field names: От (From), Отправлено (Sent), Кому (To)
+    russian = ("Hi. I am fine.\n\n\u041e\u0442: Alexander L\n\u041e\u0442\u043f\u0440\u0430"
+               "\u0432\u043b\u0435\u043d\u043e: 26.06.2014\n\u041a\u043e\u043c\u0443: Alex\n\n"
+               "our emails bounce\n")
+    byline = ("Hi. I am fine.\n\n26.06.2014, 14:41, \"Alexander L\" <abc@example.com>:\n\n"
+              "our emails bounce\n")
+    for body in (hotmail, russian, byline):
+        assert read_own_words(body).own == "Hi. I am fine.", body
+    person = "Date: tomorrow\nSubject: billing\nPlease call me."
+    assert read_own_words(person).own == person  # field-like lines, but no From: no quote
