@@ -67,8 +67,9 @@ class Outbox:
     async def recover(self, now: datetime) -> int:
         """Resolve rows a crash left in `sending`; returns how many were in doubt.
 
-        Only rows whose worker is gone (no live lease): another worker's rows in flight are
-        its own business."""
+        Only rows whose worker is gone (no live lease), or ours from a step that failed after
+        sending: another worker's rows in flight are its own business. Never called during
+        one of our own flushes (the worker's cycle calls it first)."""
         rows = self.store.claim_in_doubt(now, self.holder)
         for row in rows:
             found = False

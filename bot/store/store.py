@@ -355,14 +355,15 @@ class Store:
         """Rows left in `sending` by a worker that is gone (its lease ran out), now ours.
 
         The server may or may not have them; the caller checks and resends or marks them.
-        A live worker's rows in flight are never taken.
+        Another live worker's rows in flight are never taken; ``holder``'s own are, because
+        the caller asks between its sends (a step that failed after sending left them).
         """
         with self.transaction():
             rows = [OutboxRow.of(r) for r in self.db.rows(
-                "SELECT * FROM outbox o WHERE status = 'sending' AND (claimed_by IS NULL OR"
-                " NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = ? || o.claimed_by"
-                f" AND l.expires_at > ?)) ORDER BY id{self.db.claim_clause}",
-                (WORKER_LEASE, to_iso(now)))]
+                "SELECT * FROM outbox o WHERE status = 'sending' AND (claimed_by IS NULL"
+                " OR claimed_by = ? OR NOT EXISTS (SELECT 1 FROM leases l"
+                " WHERE l.name = ? || o.claimed_by AND l.expires_at > ?))"
+                f" ORDER BY id{self.db.claim_clause}", (holder, WORKER_LEASE, to_iso(now)))]
             ids = [row.id for row in rows]
             if ids:
                 self.db.run(f"UPDATE outbox SET claimed_by = ? WHERE id IN ({_marks(ids)})",

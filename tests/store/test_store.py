@@ -186,12 +186,14 @@ def test_rows_in_flight_are_in_doubt_only_once_their_worker_is_gone(store: Store
     tid = _ticket(store)
     _outbox(store, tid, "a")
     _outbox(store, tid, "b")
-    store.take_lease(WORKER_LEASE + "alive", "alive", NOW, NOW + timedelta(seconds=30))
+    for live in ("alive", "rescuer"):
+        store.take_lease(WORKER_LEASE + live, live, NOW, NOW + timedelta(seconds=30))
     store.take_lease(WORKER_LEASE + "dead", "dead", NOW - timedelta(minutes=5), NOW)
     store.claim_outbox(NOW, ["maildir"], "alive", limit=1)
     store.claim_outbox(NOW, ["maildir"], "dead", limit=1)
     (doubt,) = store.claim_in_doubt(NOW, "rescuer")
     assert doubt.idem_key == "b"
+    assert [r.idem_key for r in store.claim_in_doubt(NOW, "alive")] == ["a"]  # its own
     assert store.outbox_row(doubt.id).claimed_by == "rescuer"
     assert store.claim_in_doubt(NOW + timedelta(seconds=31), "rescuer")[0].idem_key == "a"
 
