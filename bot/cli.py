@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for module in modules:
         module.register(sub)
+    for command in sub.choices.values():  # every command: -v for debug logging
+        if "--verbose" not in command._option_string_actions:
+            command.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
@@ -40,7 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so that a closed pipe is met inside the try
+        return code
+    except BrokenPipeError:
+        # `supportbot log 3 | head`: the reader has what it wanted; end quietly, as `cat`
+        # would, and keep the interpreter's own final flush from complaining
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except ConfigError as exc:
         print(f"supportbot: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import ssl
 from pathlib import Path
 
 import structlog
-from imapclient import IMAPClient
+from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from bot.config import ImapSettings
@@ -24,12 +24,27 @@ from bot.tls import tls_context
 log = structlog.get_logger(__name__)
 
 
+GREETING_SECONDS = 8.0  # an IMAP server greets at once; silence this long means TLS is awaited
+
+
+class TlsModeMismatch(Exception):
+    """SUPPORTBOT_IMAP_TLS does not fit what the server speaks on that port: no retry helps."""
+
+
 def connect(settings: ImapSettings, *, ca_file: Path | None = None, tls_insecure: bool = False,
             timeout: float = 30.0) -> IMAPClient:
-    """A logged-in client. `AuthError` when the credentials are refused; network errors as is."""
+    """A logged-in client. `AuthError` when the credentials are refused, `TlsModeMismatch`
+    when the TLS mode does not fit the port (said within seconds); network errors as is."""
     ctx = tls_context(ca_file, tls_insecure) if settings.tls != "none" else None
-    client = IMAPClient(settings.host, port=settings.port, ssl=settings.tls == "ssl",
-                        ssl_context=ctx, timeout=timeout)
+    try:
+        client = IMAPClient(settings.host, port=settings.port, ssl=settings.tls == "ssl",
+                            ssl_context=ctx,
+                            timeout=SocketTimeout(min(timeout, GREETING_SECONDS), timeout))
+    except (TimeoutError, ssl.SSLError) as exc:
+        mismatch = _mismatch(settings, exc)
+        if mismatch is None:
+            raise
+        raise mismatch from exc
     try:
         if settings.tls == "starttls":
             client.starttls(ctx)
@@ -48,6 +63,22 @@ def connect(settings: ImapSettings, *, ca_file: Path | None = None, tls_insecure
         raise
     client.normalise_times = False  # INTERNALDATE as an aware datetime, not naive local time
     return client
+
+
+def _mismatch(settings: ImapSettings, exc: BaseException) -> TlsModeMismatch | None:
+    """The fix, when the failure to connect says the TLS mode is wrong for this port."""
+    port = settings.port
+    if isinstance(exc, TimeoutError) and settings.tls != "ssl":
+        # a plain or STARTTLS client waits for "* OK"; an IMAPS server waits for our hello
+        return TlsModeMismatch(
+            f"IMAP {settings.host}:{port} sent no greeting within {GREETING_SECONDS:.0f}s: the "
+            f"server on {port} speaks TLS at once: use SUPPORTBOT_IMAP_TLS=ssl")
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError) \
+            and settings.tls == "ssl" and "WRONG_VERSION_NUMBER" in str(exc).upper():
+        return TlsModeMismatch(
+            f"IMAP {settings.host}:{port} answered a TLS hello in plain text: the server on "
+            f"{port} does not speak TLS at once: use SUPPORTBOT_IMAP_TLS=starttls")
+    return None
 
 
 def warn_about_tls(settings: ImapSettings, tls_insecure: bool) -> None:
@@ -92,6 +123,8 @@ def transient(exc: BaseException) -> bool:
 def describe(exc: BaseException, settings: ImapSettings) -> str:
     """One line an operator can act on, never containing the password."""
     where = f"IMAP {settings.host}:{settings.port}"
+    if isinstance(exc, TlsModeMismatch):
+        return str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"{where}: TLS certificate not trusted ({exc.verify_message}); set "
                 "SUPPORTBOT_CA_FILE to its CA bundle, or SUPPORTBOT_TLS_INSECURE=1 to accept it "

@@ -169,6 +169,14 @@ class Worker:
                               self.rules.last_reload_ok, self.rules.reloads_failed, report.ok)
         return report
 
+    async def send_waiting(self) -> CycleReport:
+        """`supportbot outbox retry`: what waits for a retry goes out now; nothing is read."""
+        report = CycleReport()
+        self._keep_leases()
+        self.store.retry_pending_now(self.clock.now())
+        await self._flush(report)
+        return report
+
     def _keep_leases(self) -> None:
         """The first cycle announces this worker; a task then renews its leases meanwhile
         (a long backlog or a long wait must not let them run out)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from bot import log
 from bot.config import Settings, load_settings, secret_values
+from bot.errors import ConfigError
 from bot.store import Store
 
 
@@ -23,7 +24,28 @@ def setup(args: argparse.Namespace, *, check_runtime: bool = True, **overrides: 
     return settings
 
 
+def positive_days(text: str) -> float:
+    """``--days N``: a number of days greater than 0 (``-3`` or ``abc`` is a usage error)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of days") from None
+    if not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError(f"{text} days: give a number above 0 (at most 3650)")
+    return days
+
+
+def require_state(settings: Settings) -> None:
+    """Commands that read the state never create one: a mistyped SUPPORTBOT_STATE would
+    otherwise show an empty, healthy-looking desk."""
+    if settings.state_url is None and not settings.state_path.exists():
+        raise ConfigError(f"no state at {settings.state_path}: check SUPPORTBOT_STATE (the worker "
+                          "creates it on its first run)")
+
+
 def open_store(settings: Settings) -> Store:
+    """The existing state (`require_state`); only the worker creates one."""
+    require_state(settings)
     return Store(settings.state)
 
 

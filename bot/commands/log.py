@@ -7,8 +7,11 @@ import json
 
 from bot.clock import to_iso
 from bot.commands._common import open_store, setup
+from bot.vocab import REQUESTER_KINDS, OutboxStatus
 
 ORDER = 40
+# A message to the requester in one of these has not reached them (failed: never will).
+_UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,12 +36,21 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({
                 "ticket": ticket.id, "state": ticket.state, "subject": ticket.subject,
+                "unsent": [{"kind": r.kind, "status": r.status, "error": r.last_error}
+                           for r in store.ticket_outbox(ticket.id)
+                           if r.kind in REQUESTER_KINDS and r.status in _UNSENT],
                 "requester": ticket.requester, "priority": ticket.priority, "topic": ticket.topic,
                 "owner": ticket.owner, "conversation_number": ticket.conversation_number,
                 "activity": [{"at": to_iso(e.at), "actor": e.actor, "action": e.action,
                               "rule": e.rule, "detail": e.detail} for e in entries]}, indent=2))
             return 0
-        print(f"Ticket #{ticket.id} [{ticket.state}] {ticket.subject!r} from {ticket.requester}")
+        unsent = [r for r in store.ticket_outbox(ticket.id)
+                  if r.kind in REQUESTER_KINDS and r.status in _UNSENT]
+        # the state says what the bot decided; say too when the requester has not heard it
+        state = ticket.state + "".join(f"; {r.kind} not sent yet ({r.status}"
+                                       + (f": {r.last_error})" if r.last_error else ")")
+                                       for r in unsent)
+        print(f"Ticket #{ticket.id} [{state}] {ticket.subject!r} from {ticket.requester}")
         print(f"  priority={ticket.priority} topic={ticket.topic} owner={ticket.owner or '-'}"
               + (f" helpscout=#{ticket.conversation_number}" if ticket.conversation_number else ""))
         for e in entries:

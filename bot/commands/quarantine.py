@@ -20,8 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "`retry ID` hands it back: the worker ingests the kept copy on its next"
                        " cycle.")
     p.add_argument("op", nargs="?", default="list", choices=["list", "show", "retry", "drop"])
-    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("id", nargs="?", type=_quarantine_id)
     p.set_defaults(func=run)
+
+
+def _quarantine_id(text: str) -> int:
+    if not text.lstrip("#").isdigit() or int(text.lstrip("#")) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a quarantine ID (see `quarantine list`)")
+    return int(text.lstrip("#"))
 
 
 def run(args: argparse.Namespace) -> int:

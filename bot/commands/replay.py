@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.commands._common import open_store, setup
+from bot.commands._common import open_store, positive_days, setup
 from bot.lifecycle.history import ledger_message
 from bot.model import Decision
 from bot.rules.decide import decide
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "rules file and print what would change. Nothing is sent or stored.")
     p.add_argument("--rules", type=Path, required=True, help="the candidate rules.yaml")
     p.add_argument("--templates", type=Path, help="templates folder for the candidate")
-    p.add_argument("--days", type=float, default=7.0, help="how far back (default 7)")
+    p.add_argument("--days", type=positive_days, default=7.0, help="how far back (default 7)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run)
 

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.commands._common import open_store, setup
+from bot.commands._common import open_store, positive_days, setup
 from bot.reports import build
 
 ORDER = 42
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Counts the tickets of the last N days by topic and "
                        "priority and flags a topic whose volume jumps (several tickets "
                        "within two hours).")
-    p.add_argument("--days", type=float, default=7.0, help="how far back (default 7)")
+    p.add_argument("--days", type=positive_days, default=7.0, help="how far back (default 7)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run)
 

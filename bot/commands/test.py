@@ -19,14 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("test", help="run rule test cases (tests/rules/cases/*.yaml)",
                        description="Runs YAML rule test cases: each names an .eml file or an "
                        "inline message and the expected priority, topic and actions (or "
-                       "ignored: true). Prints PASS/FAIL per case and a summary; exits 1 when "
-                       "any case fails. See docs/rules.md for the case format.")
+                       "ignored: true). Prints each failure and a summary (-v: every case); "
+                       "exits 1 when any case fails. See docs/rules.md for the case format.")
     p.add_argument("files", nargs="*", type=Path,
                    help=f"case files (default: {DEFAULT_CASES}/*.yaml)")
     p.add_argument("--rules", type=Path, help="rules file (default: $SUPPORTBOT_RULES)")
     p.add_argument("--templates", type=Path, help="templates folder (default: "
                    "$SUPPORTBOT_TEMPLATES)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print failures and the summary only")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every case (PASS and SKIP too), and log at debug level")
     p.set_defaults(func=run)
 
 
@@ -46,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         return 1
     for r in results:
-        if r.status == "pass" and not args.quiet:
+        if r.status == "pass" and args.verbose:
             print(f"PASS {r.label}")
-        elif r.status == "skip" and not args.quiet:
+        elif r.status == "skip" and args.verbose:
             print(f"SKIP {r.label}: {'; '.join(r.problems)}")
         elif r.status == "fail":
             print(f"FAIL {r.label}")

@@ -381,6 +381,13 @@ class Store:
         return [OutboxRow.of(r) for r in self.db.rows(
             "SELECT * FROM outbox WHERE status = 'sending' ORDER BY id")]
 
+    def retry_pending_now(self, now: datetime) -> int:
+        """Every row waiting for a retry becomes due now (`supportbot outbox retry`)."""
+        with self.transaction():
+            return self.db.run(
+                "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending'"
+                " AND next_attempt_at > ?", (to_iso(now), to_iso(now)))
+
     def next_outbox_attempt(self) -> datetime | None:
         row = self.db.one("SELECT min(next_attempt_at) AS t FROM outbox WHERE status = 'pending'")
         return None if row is None else Cols(row).opt_time("t")

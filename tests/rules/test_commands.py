@@ -144,8 +144,9 @@ def test_explain_prints_exactly_one_json_object_on_stdout(tmp_path: Path) -> Non
 
 
 def test_test_command_runs_the_shipped_cases(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "test", "--quiet")
+    code, out, _ = run(capsys, "test")
     assert code == 0, out
+    assert out.splitlines() == [out.splitlines()[-1]]  # all pass: the summary alone
     assert " passed, 0 failed" in out.splitlines()[-1]
 
 
@@ -160,6 +161,8 @@ def test_test_command_fails_on_a_mismatch(capsys: pytest.CaptureFixture[str],
     assert code == 1
     assert f"FAIL {cases}: wrong on purpose" in out
     assert "priority: expected 'critical', got 'normal'" in out
+    assert "PASS" not in out  # only failures and the summary, unless -v
+    code, out, _ = run(capsys, "test", "-v", str(cases))
     assert f"PASS {cases}: right" in out
     assert out.splitlines()[-1].startswith("1 passed, 1 failed, 0 skipped")
 
