@@ -20,6 +20,7 @@ from bot.channels.dryrun import DryRunChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.outbox import SentFolder
+from bot.rebuild.run import Rebuild
 from bot.rules.reload import RulesHolder
 from bot.sources.base import Source
 from bot.store import Store
@@ -35,6 +36,7 @@ class Parts:
     sources: list[Source]
     channels: dict[str, Channel]
     sent_folder: SentFolder | None
+    rebuild: Rebuild
 
 
 def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
@@ -42,6 +44,7 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
     channels: dict[str, Channel] = {}
     sent_folder: SentFolder | None = None
     helpscout_client = None
+    helpscout_source = None
 
     if settings.smtp is not None:
         from bot.channels.smtp import SmtpChannel
@@ -67,9 +70,10 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
         helpscout_client = HelpScoutClient(settings.helpscout, clock=clock,
                                            merges=StoredMerges(store))
         channels[ChannelName.HELPSCOUT] = HelpScoutChannel(helpscout_client)
-        sources.append(HelpScoutSource(helpscout_client, settings.helpscout, store,
-                                       poll_seconds=settings.poll_seconds, clock=clock,
-                                       backfill_hours=settings.backfill_hours))
+        helpscout_source = HelpScoutSource(helpscout_client, settings.helpscout, store,
+                                           poll_seconds=settings.poll_seconds, clock=clock,
+                                           backfill_hours=settings.backfill_hours)
+        sources.append(helpscout_source)
 
     if settings.imap is not None:
         from bot.sources.imap import ImapSource
@@ -88,7 +92,7 @@ def build_parts(settings: Settings, store: Store, clock: Clock) -> Parts:
 
         sources.append(MaildirSource(settings.maildir_path, store, store.has_ref,
                                      poll_seconds=settings.poll_seconds))
-    return Parts(sources, channels, sent_folder)
+    return Parts(sources, channels, sent_folder, Rebuild(settings, helpscout=helpscout_source))
 
 
 def dry_run_copy(state: Path | str) -> Path:
@@ -127,7 +131,8 @@ async def open_worker(settings: Settings, *, clock: Clock | None = None) -> Asyn
     if settings.dry_run:
         channels = {name: DryRunChannel(name) for name in channels}
     worker = Worker(settings, store, clock, rules, parts.sources, channels,
-                    sent_folder=None if settings.dry_run else parts.sent_folder)
+                    sent_folder=None if settings.dry_run else parts.sent_folder,
+                    rebuild=parts.rebuild)
     try:
         yield worker
     finally:

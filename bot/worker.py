@@ -31,6 +31,7 @@ from bot.model import Headers
 from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner
+from bot.rebuild.run import Rebuild
 from bot.rules.team import Team
 from bot.sources.base import Batch, Inbound, Rereads, Source
 from bot.store import Store
@@ -43,6 +44,7 @@ AUTH_RETRY = timedelta(minutes=10)
 # A cycle that raised (the file system or the network: EMFILE, a full disk) is retried
 # after 1, 2, 4 ... seconds, at most this many; the worker never exits for it.
 CYCLE_RETRY_MAX = 60.0
+REBUILD_LEASE = "rebuild"  # one worker rebuilds an empty shared store; the others wait
 
 
 OUTCOMES_KEPT = 1000  # per cycle report; `counts` covers every item
@@ -96,7 +98,7 @@ def _slim(outcome: Outcome) -> Outcome:
 class Worker:
     def __init__(self, settings: Settings, store: Store, clock: Clock, rules: Any,
                  sources: list[Source], channels: dict[str, Channel], *,
-                 sent_folder: SentFolder | None = None) -> None:
+                 sent_folder: SentFolder | None = None, rebuild: Rebuild | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -112,6 +114,7 @@ class Worker:
         self.outbox = Outbox(store, channels, on_sent=self.lifecycle.message_sent,
                              sent_folder=sent_folder, holder=self.leases.holder)
         self._lease_keeper: asyncio.Task[None] | None = None
+        self.rebuild = rebuild
         self.stop_event = asyncio.Event()
         self._reload_requested = False
         self.cycle_retry_base = 1.0  # seconds before the first retry of a failed cycle
@@ -140,6 +143,7 @@ class Worker:
         """One complete pass: drain every source, fire due timers, send everything due."""
         report = CycleReport()
         self._keep_leases()
+        waiting = await self._rebuild_if_empty()
         # every cycle: another worker on the same database may have died with rows in flight
         await self.outbox.recover(self.clock.now())
         self._maybe_reload()
@@ -147,6 +151,9 @@ class Worker:
         for source in self.sources:
             if self.stop_event.is_set():
                 break
+            if source.name in waiting:
+                report.source_errors[source.name] = waiting[source.name]
+                continue
             await self._drain(source, report)
         if not self.stop_event.is_set():
             ruleset, templates = self.rules.current
@@ -196,6 +203,14 @@ class Worker:
     @staticmethod
     def _lease_name(source: Source) -> str:
         return f"source:{source.cursor_key}"
+
+    async def _rebuild_if_empty(self) -> dict[str, str]:
+        """An empty store first learns what the mailbox remembers: the sources (by name)
+        whose history could not be read yet, which this cycle must not read."""
+        if self.rebuild is None:
+            return {}
+        return await self.rebuild.gate(self.store, self.clock.now(), self.rules.current[0],
+                                       lambda: self.leases.hold(REBUILD_LEASE))
 
     async def _drain(self, source: Source, report: CycleReport) -> None:
         if not self.leases.hold(self._lease_name(source)):

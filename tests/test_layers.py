@@ -32,6 +32,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core: plan", ("bot.plan",)),
     ("core: lifecycle", ("bot.lifecycle.*",)),
     ("core: ingest", ("bot.pipeline",)),
+    # Rebuilding an empty store reads a source's history and replays it through the lifecycle.
+    ("core: rebuild", ("bot.rebuild.*",)),
     ("runner", ("bot.worker", "bot.runtime", "bot.leases")),
     ("entry points", ("bot.demo.*", "bot.commands.*", "bot.cli", "bot.__main__")),
 )

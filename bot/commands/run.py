@@ -6,10 +6,15 @@ import argparse
 import asyncio
 import sys
 
+import structlog
+
 from bot.commands._common import setup
+from bot.rebuild.run import no_evidence_warning
 from bot.runtime import open_worker
 from bot.store.run_lock import sole_worker
 from bot.worker import CycleReport
+
+log = structlog.get_logger(__name__)
 
 ORDER = 10
 
@@ -41,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(settings, *, once: bool) -> int:  # type: ignore[no-untyped-def]
+    warning = no_evidence_warning(settings)
+    if warning and not settings.dry_run:
+        log.warning(warning)
     async with open_worker(settings) as worker:
         if not once:
             if settings.metrics_port:

@@ -224,20 +224,23 @@ class HelpScoutSource:
             raise SourceError(f"Help Scout mailbox {self.settings.mailbox_id}: {exc}") from exc
 
     def _page_items(self, page: Page) -> list[Inbound]:
+        return [item for conversation in page.items for item in self.threads_of(conversation)]
+
+    def threads_of(self, conversation: dict[str, Any]) -> list[Inbound]:
+        """A conversation's threads the bot reads, oldest first (the rebuild reads them too)."""
+        if conversation.get("mailboxId") not in (None, self.settings.mailbox_id):
+            return []
+        if conversation.get("state", "published") != "published":
+            return []  # drafts and deleted conversations are nobody's ticket yet
+        spam = conversation.get("status") == HelpScoutStatus.SPAM
+        embedded = conversation.get("_embedded")
+        threads = embedded.get("threads") if isinstance(embedded, dict) else None
         items: list[Inbound] = []
-        for conversation in page.items:
-            if conversation.get("mailboxId") not in (None, self.settings.mailbox_id):
-                continue
-            if conversation.get("state", "published") != "published":
-                continue  # drafts and deleted conversations are nobody's ticket yet
-            spam = conversation.get("status") == HelpScoutStatus.SPAM
-            embedded = conversation.get("_embedded")
-            threads = embedded.get("threads") if isinstance(embedded, dict) else None
-            for thread in sorted(threads or [], key=_thread_order):
-                item = self._inbound_safely(conversation, thread)
-                # spam is nobody's ticket; only the people's changes to it are read
-                if item is not None and not (spam and item.change is None):
-                    items.append(item)
+        for thread in sorted(threads or [], key=_thread_order):
+            item = self._inbound_safely(conversation, thread)
+            # spam is nobody's ticket; only the people's changes to it are read
+            if item is not None and not (spam and item.change is None):
+                items.append(item)
         return items
 
     # -- one thread -------------------------------------------------------------------------

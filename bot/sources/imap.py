@@ -68,6 +68,11 @@ IDLE_SLICE = 1.0  # seconds between checks of the stop flag while idling
 WAKE_RESPONSES = {b"EXISTS", b"RECENT"}
 
 
+def ledger_ref(folder: str, uidvalidity: int, uid: int) -> str:
+    """The ledger key of one message: unique for ever (a new UIDVALIDITY is a new key)."""
+    return f"imap:{folder}:{uidvalidity}:{uid}"
+
+
 # -- cursor -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cursor:
@@ -280,7 +285,8 @@ class ImapSource:
                 raise SourceError(f"IMAP server gave no INTERNALDATE for UID {uid} in {folder}")
             if arrived.tzinfo is None:
                 arrived = arrived.replace(tzinfo=UTC)
-            items.append(Inbound(source=SourceKind.IMAP, ref=f"imap:{folder}:{uidvalidity}:{uid}",
+            items.append(Inbound(source=SourceKind.IMAP,
+                                 ref=ledger_ref(folder, uidvalidity, uid),
                                  raw=bytes(raw or b""), received_at=arrived.astimezone(UTC),
                                  folder=folder, uidvalidity=uidvalidity, uid=uid))
         return items

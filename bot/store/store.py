@@ -101,6 +101,21 @@ class Store:
         else:
             self.db.run(f"RELEASE SAVEPOINT {name}")
 
+    def follow_ids(self, table: str) -> None:
+        """After rows were written with their own ids: the next automatic id comes after them.
+
+        SQLite takes max(id) + 1 by itself; a PostgreSQL identity column keeps counting
+        from where it was and would hand out an id already taken.
+        """
+        if self.dialect == Dialect.POSTGRESQL:
+            self.db.one(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                        f" (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)")
+
+    def is_empty(self) -> bool:
+        """Nothing read, no ticket: a first start, or a store that was lost and replaced."""
+        return all(self.db.one(f"SELECT 1 FROM {table} LIMIT 1") is None
+                   for table in ("cursors", "messages", "tickets"))
+
     # -- meta, cursors ------------------------------------------------------------------
     def get_cursor(self, key: str) -> str | None:
         row = self.db.one("SELECT value FROM cursors WHERE key = ?", (key,))
@@ -211,19 +226,26 @@ class Store:
         root_message_id: str | None, refs: Sequence[str] = (), mailbox_id: int | None = None,
         conversation_id: int | None = None, conversation_number: int | None = None,
         customer_id: int | None = None, created_at: datetime | None = None,
+        ticket_id: int | None = None,
     ) -> Ticket:
+        """A new ticket; ``ticket_id`` only when rebuilding one whose number mail already names."""
         created = to_iso(created_at or now)
-        row = self.db.one(
-            "INSERT INTO tickets(source, state, requester, requester_name, subject,"
-            " root_message_id, last_message_id, refs, mailbox_id, conversation_id,"
-            " conversation_number, customer_id, created_at, updated_at, last_requester_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING *",
-            (source, TicketState.NEW, requester, requester_name, subject[:500], root_message_id,
-             root_message_id, json.dumps(list(refs)[-20:]), mailbox_id, conversation_id,
-             conversation_number, customer_id, created, to_iso(now), created),
-        )
+        values: dict[str, SqlValue] = {
+            "source": source, "state": TicketState.NEW, "requester": requester,
+            "requester_name": requester_name, "subject": subject[:500],
+            "root_message_id": root_message_id, "last_message_id": root_message_id,
+            "refs": json.dumps(list(refs)[-20:]), "mailbox_id": mailbox_id,
+            "conversation_id": conversation_id, "conversation_number": conversation_number,
+            "customer_id": customer_id, "created_at": created, "updated_at": to_iso(now),
+            "last_requester_at": created}
+        if ticket_id is not None:
+            values["id"] = ticket_id
+        row = self.db.one(f"INSERT INTO tickets({', '.join(values)})"
+                          f" VALUES ({_marks(list(values))}) RETURNING *", tuple(values.values()))
         assert row is not None
         ticket = Ticket.of(row)
+        if ticket_id is not None:
+            self.follow_ids("tickets")
         if root_message_id:
             self.add_thread_id(root_message_id, ticket.id)
         return ticket
