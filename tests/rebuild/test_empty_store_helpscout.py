@@ -59,7 +59,7 @@ def test_an_empty_store_rebuilds_from_our_threads_and_re_posts_nothing(
     assert len(bot_replies(fake, vague)) == 1
     cycles(settings, clock, [timedelta(minutes=2)])
     replies = bot_replies(fake, vague)
-    assert len(replies) == 2 and "Just checking in" in replies[1]["body"]
+    assert len(replies) == 2 and "checking in" in replies[1]["body"]
     assert [len(bot_replies(fake, c)) for c in (training, new)] == [1, 1]
 
 

@@ -140,7 +140,7 @@ def test_a_reply_written_while_the_store_was_gone_still_cancels_the_check_in(
     assert sorted(checked_in) == sorted(asked_tickets - {str(ticket)})  # not the one who replied
     store = Store(settings.state)
     found = store.get_ticket(ticket)
-    assert found is not None and found.state == "open"
+    assert found is not None and found.state not in ("waiting", "answered")  # not waiting on her
     assert [m.status for m in store.ticket_messages(ticket)] == ["rebuilt", "reply"]
     store.close()
 
