@@ -5,8 +5,11 @@ outbox is shared out with no row sent twice. Two real workers in one process, on
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ from bot.runtime import open_worker
 from bot.store import Store
 from bot.worker import Worker
 from tests.helpers import deliver, embedded_settings, make_mail, outbox_mail
+from tests.reliability import process
 
 pytestmark = pytest.mark.postgres
 
@@ -104,3 +108,44 @@ def test_two_workers_share_the_outbox_and_send_each_row_once(
     assert len(claimed) == 2 and min(claimed.values()) >= 5  # both took their share
     sent = outbox_mail(tmp_path / "outbox")
     assert len(sent) == 60 == len({s.message["Message-ID"] for s in sent})
+
+
+@pytest.mark.slow
+def test_sigterm_hands_the_source_to_the_other_worker_process(
+        tmp_path: Path, pg_url: str) -> None:
+    """Two real worker processes: the one reading gets SIGTERM and releases its lease, so
+    the other reads new mail at its next look (a sixth of the lease), long before the
+    lease (30 s, written for 25) could have run out by itself."""
+    env = process.worker_env(tmp_path, SUPPORTBOT_STATE=pg_url,
+                             SUPPORTBOT_MAILDIR=str(tmp_path / "inbox"),
+                             SUPPORTBOT_OUTBOX_MAILDIR=str(tmp_path / "outbox"),
+                             SUPPORTBOT_POLL_SECONDS="0.2", SUPPORTBOT_LEASE_SECONDS="30")
+    store = Store(pg_url)
+    reader = process.start(["run"], env, tmp_path, tmp_path / "a.log")
+    standby = None
+    try:
+        deliver(tmp_path / "inbox", _mail(1), datetime.now(UTC))
+        _until(lambda: len(outbox_mail(tmp_path / "outbox")) == 1, reader, tmp_path / "a.log")
+        standby = process.start(["run"], env, tmp_path, tmp_path / "b.log")
+        _until(lambda: len(collect(store)["workers"]["alive"]) == 2, standby, tmp_path / "b.log")
+        reader.send_signal(signal.SIGTERM)
+        assert reader.wait(timeout=30) == 0
+        assert len(collect(store)["workers"]["alive"]) == 1  # released, not left to expire
+        deliver(tmp_path / "inbox", _mail(2), datetime.now(UTC))
+        _until(lambda: len(outbox_mail(tmp_path / "outbox")) == 2, standby, tmp_path / "b.log",
+               timeout=20.0)
+    finally:
+        for proc in (reader, standby):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        store.close()
+
+
+def _until(done: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path,
+           timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert proc.poll() is None, process.tail(log)
+        assert time.monotonic() < deadline, process.tail(log)
+        time.sleep(0.05)
