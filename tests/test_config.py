@@ -114,3 +114,28 @@ def test_smtp_sessions_per_batch_default_to_two_and_can_be_set(tmp_path: Path) -
     assert s.smtp is not None and s.smtp.connections == 1
     s = load_settings({**sent, "SUPPORTBOT_SMTP_CONNECTIONS": "3"}, cwd=tmp_path)
     assert s.smtp is not None and s.smtp.connections == 3
+
+
+def test_the_state_is_a_path_or_a_postgres_url(tmp_path: Path) -> None:
+    url = "postgresql://bot:s3cret-pw@db.example:5432/support"
+    assert load_settings({}, cwd=tmp_path).state == tmp_path / "var/supportbot.db"
+    assert load_settings({"SUPPORTBOT_STATE": "s.db"}, cwd=tmp_path).state == tmp_path / "s.db"
+    s = load_settings({"SUPPORTBOT_STATE": url}, cwd=tmp_path)
+    assert s.state == url and s.state_url == url
+    assert "s3cret-pw" in secret_values(s) and "s3cret-pw" not in repr(s)
+    # the platforms' convention, used only when SUPPORTBOT_STATE is unset
+    assert load_settings({"DATABASE_URL": url}, cwd=tmp_path).state == url
+    both = {"DATABASE_URL": url, "SUPPORTBOT_STATE": "local.db"}
+    assert load_settings(both, cwd=tmp_path).state == tmp_path / "local.db"
+    assert load_settings({"SUPPORTBOT_LEASE_SECONDS": "5"}, cwd=tmp_path).lease_seconds == 5
+
+
+@pytest.mark.parametrize("env, names", [
+    ({"SUPPORTBOT_STATE": "mysql://x@h/db"}, "SUPPORTBOT_STATE"),
+    ({"DATABASE_URL": "mysql://x@h/db"}, "DATABASE_URL"),
+    ({"SUPPORTBOT_LEASE_SECONDS": "0"}, "SUPPORTBOT_LEASE_SECONDS"),
+])
+def test_a_state_that_is_no_postgres_url_is_refused(env: dict[str, str], names: str,
+                                                     tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=names):
+        load_settings(env, cwd=tmp_path)
