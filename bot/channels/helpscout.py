@@ -19,7 +19,12 @@ import structlog
 from bot.channels.base import OnOutcome, OutboxItem, SendOutcome
 from bot.errors import AuthError, HelpScoutError
 from bot.helpscout.client import HelpScoutClient
-from bot.helpscout.errors import ConversationGone, HelpScoutUnavailable, ThreadLimitReached
+from bot.helpscout.errors import (
+    ConversationGone,
+    ConversationTooOld,
+    HelpScoutUnavailable,
+    ThreadLimitReached,
+)
 from bot.helpscout.guard import reply_status_now
 from bot.helpscout.ops import AssignOp, NoteOp, Op, ReplyOp, StatusOp, TagsOp, parse_op
 from bot.vocab import ChannelName, SendStatus
@@ -57,7 +62,7 @@ class HelpScoutChannel:
             return SendOutcome(SendStatus.FAILED, f"unreadable Help Scout operation: {exc}")
         try:
             outcome = await self.execute(op, in_doubt=item.attempts > 0, item=item)
-        except (ConversationGone, ThreadLimitReached) as exc:
+        except (ConversationGone, ThreadLimitReached, ConversationTooOld) as exc:
             outcome = SendOutcome(SendStatus.FAILED, str(exc))
         except (HelpScoutUnavailable, AuthError) as exc:
             outcome = SendOutcome(SendStatus.RETRY, str(exc))

@@ -39,9 +39,9 @@ from bot.helpscout import marker as markers
 from bot.helpscout.errors import (
     ConversationGone,
     HelpScoutUnavailable,
-    ThreadLimitReached,
     error_body,
     error_from_response,
+    precondition_failed,
 )
 from bot.helpscout.merges import MemoryMerges, MergeMap
 from bot.helpscout.ratelimit import RETRY_AFTER, RateLimiter, header_number
@@ -52,6 +52,9 @@ log = structlog.get_logger(__name__)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 STATUSES: frozenset[str] = frozenset(s.value for s in HelpScoutStatus)
 TOKEN_PATH = "/v2/oauth2/token"
+# Help Scout answers 401 to an app whose user was deactivated or never accepted the invite.
+USER_HINT = ("the app acts as the user who created it, who must be an active Help Scout user"
+             " (invited and accepted) with access to the mailbox")
 # The request never reached the server: always safe to send again. Any other transport
 # error (a read timeout, a connection cut) leaves a write's outcome unknown.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -167,7 +170,7 @@ class HelpScoutClient:
                          wait=_retry_after(response, 1.0) if response.status_code == 429 else None)
         if response.status_code != 200:
             raise AuthError("Help Scout refused the app credentials (SUPPORTBOT_HELPSCOUT_APP_ID"
-                            f" / _APP_SECRET): {error_from_response(response)}")
+                            f" / _APP_SECRET): {error_from_response(response)}; {USER_HINT}")
         body = error_body(response)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
@@ -205,7 +208,8 @@ class HelpScoutClient:
                 continue
             break
         if response.status_code == 401:
-            raise AuthError(f"Help Scout rejected a fresh token: {error_from_response(response)}")
+            raise AuthError(f"Help Scout rejected a fresh token: {error_from_response(response)};"
+                            f" {USER_HINT}")
         if response.status_code == 429:
             self.stats["429"] += 1
             raise _Retry("rate limited (429)", status=429,
@@ -226,11 +230,11 @@ class HelpScoutClient:
     async def _request(self, method: str, url: str, *, params: dict[str, Any] | None = None,
                        json: Any = None,
                        already_done: Callable[[], Awaitable[bool]] | None = None,
-                       ) -> httpx.Response | None:
+                       attempts: int | None = None) -> httpx.Response | None:
         """Send with retries; None when ``already_done`` found the write in place."""
         unknown = False
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts), wait=self._wait,
+            stop=stop_after_attempt(attempts or self.max_attempts), wait=self._wait,
             retry=retry_if_exception_type(_Retry), sleep=self.clock.sleep, reraise=True)
         try:
             async for attempt in retrying:
@@ -249,7 +253,8 @@ class HelpScoutClient:
                                     attempt=attempt.retry_state.attempt_number)
                         raise
         except _Retry as exc:
-            raise HelpScoutUnavailable(exc.status, exc.reason, self.max_attempts) from exc
+            raise HelpScoutUnavailable(exc.status, exc.reason,
+                                       attempts or self.max_attempts) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -301,13 +306,15 @@ class HelpScoutClient:
     async def _on_conversation(self, conversation_id: int, method: str, suffix: str, *,
                                json: Any = None, params: dict[str, Any] | None = None,
                                already_done: Callable[[int], Awaitable[bool]] | None = None,
+                               attempts: int | None = None,
                                ) -> tuple[int, httpx.Response | None]:
         """A call on /conversations/{id}{suffix}; a 404 may mean merged: look, then retry."""
         conv = self.resolve(conversation_id)
         for _ in range(3):
             check = partial(already_done, conv) if already_done is not None else None
             response = await self._request(method, f"/v2/conversations/{conv}{suffix}",
-                                           json=json, params=params, already_done=check)
+                                           json=json, params=params, already_done=check,
+                                           attempts=attempts)
             if response is None:
                 return conv, None
             if response.status_code in (301, 404):
@@ -317,9 +324,7 @@ class HelpScoutClient:
                 conv = located
                 continue
             if response.status_code == 412:
-                body = error_body(response)
-                raise ThreadLimitReached(conv, str(body.get("message") or "too many threads"),
-                                         body.get("logRef"))
+                raise precondition_failed(conv, response)
             if response.status_code >= 400:
                 raise error_from_response(response)
             return conv, response
@@ -470,15 +475,28 @@ class HelpScoutClient:
         return [name for name in (_tag_name(t) for t in conversation.get("tags") or []) if name]
 
     async def add_tags(self, conversation_id: int, tags: list[str]) -> list[str]:
-        """Union of the current tags and ``tags`` (PUT replaces the whole list)."""
-        current = await self.get_tags(conversation_id)
-        known = {t.lower() for t in current}
-        merged = current + [t for t in dict.fromkeys(x.strip().lower() for x in tags)
-                            if t and t not in known]
-        if len(merged) == len(current):
-            return current
-        await self._on_conversation(conversation_id, "PUT", "/tags", json={"tags": merged})
-        return merged
+        """Union of the current tags and ``tags`` (PUT replaces the whole list).
+
+        The list is read right before each attempt of the PUT: a retry after a backoff must
+        not write back a list from before an agent added a tag in between."""
+        wanted = [t for t in dict.fromkeys(x.strip().lower() for x in tags) if t]
+        for attempt in range(1, self.max_attempts + 1):
+            current = await self.get_tags(conversation_id)
+            known = {t.lower() for t in current}
+            merged = current + [t for t in wanted if t not in known]
+            if len(merged) == len(current):
+                return current
+            try:
+                await self._on_conversation(conversation_id, "PUT", "/tags",
+                                            json={"tags": merged}, attempts=1)
+            except HelpScoutUnavailable:
+                if attempt == self.max_attempts:
+                    raise
+                ceiling = min(self.max_backoff, 0.5 * 2 ** (attempt - 1))
+                await self.clock.sleep(random.uniform(ceiling / 2, ceiling))
+                continue
+            return merged
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- users --------------------------------------------------------------------------------
     async def list_users(self) -> list[dict[str, Any]]:

@@ -3,12 +3,14 @@
 HelpScoutError (bot.errors)      any error answer: message, logRef, field errors
  +-- ConversationGone            404: the conversation was deleted (or never existed)
  +-- ThreadLimitReached          412: the conversation holds the maximum 100 threads
+ +-- ConversationTooOld          412: the conversation is too old to take a new thread
  +-- HelpScoutUnavailable        429 / 5xx / network errors still failing after retries
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -30,6 +32,30 @@ class ThreadLimitReached(HelpScoutError):
     def __init__(self, conversation_id: int, message: str, log_ref: str | None = None) -> None:
         self.conversation_id = conversation_id
         super().__init__(412, f"conversation {conversation_id}: {message}", log_ref)
+
+
+class ConversationTooOld(HelpScoutError):
+    """412 for age, not size: Help Scout will not add threads to a conversation this old.
+    An agent can still answer it in Help Scout (or start a new conversation)."""
+
+    def __init__(self, conversation_id: int, message: str, log_ref: str | None = None) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(412, f"conversation {conversation_id} is too old for a new thread "
+                              f"through the API ({message}); answer it in Help Scout", log_ref)
+
+
+_AGE = re.compile(r"\b(too old|older than|age|expired|archived)\b", re.IGNORECASE)
+
+
+def precondition_failed(conversation_id: int, response: httpx.Response) -> HelpScoutError:
+    """Help Scout answers 412 for two different reasons; its message tells which."""
+    body = error_body(response)
+    message = str(body.get("message") or "precondition failed")
+    log_ref = body.get("logRef")
+    ref = str(log_ref) if log_ref else None
+    if _AGE.search(message):
+        return ConversationTooOld(conversation_id, message, ref)
+    return ThreadLimitReached(conversation_id, message, ref)
 
 
 class HelpScoutUnavailable(HelpScoutError):

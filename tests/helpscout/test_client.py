@@ -14,7 +14,12 @@ from bot.clock import FakeClock
 from bot.errors import AuthError, HelpScoutError
 from bot.helpscout import marker
 from bot.helpscout.client import HelpScoutClient
-from bot.helpscout.errors import ConversationGone, HelpScoutUnavailable, ThreadLimitReached
+from bot.helpscout.errors import (
+    ConversationGone,
+    ConversationTooOld,
+    HelpScoutUnavailable,
+    ThreadLimitReached,
+)
 from tests.helpscout.conftest import BASE, hs_settings, payload, run
 
 RATE = {"X-RateLimit-Limit-Minute": "400", "X-RateLimit-Remaining-Minute": "390"}
@@ -93,7 +98,7 @@ def test_a_second_401_is_an_auth_error_not_a_loop(api: respx.MockRouter, clock: 
         finally:
             await c.aclose()
 
-    with pytest.raises(AuthError, match="rejected a fresh token"):
+    with pytest.raises(AuthError, match=r"rejected a fresh token.*must be an active"):
         run(go())
     assert users.call_count == 2
 
@@ -312,7 +317,44 @@ def test_deleted_conversations_and_the_thread_limit_are_typed(api: respx.MockRou
         run(locked())
 
 
+def test_the_too_old_412_is_told_from_the_thread_limit(api: respx.MockRouter,
+                                                      clock: FakeClock) -> None:
+    api.post("/v2/conversations/7003/reply").mock(return_value=ok(
+        {"message": "Conversation is too old to add a thread", "logRef": "abc"}, 412))
+
+    async def old() -> None:
+        c = client(clock)
+        try:
+            await c.reply(7003, 501, "Hi", "active", "sb:m")
+        finally:
+            await c.aclose()
+
+    with pytest.raises(ConversationTooOld, match="answer it in Help Scout") as refused:
+        run(old())
+    assert refused.value.status == 412 and refused.value.log_ref == "abc"
+
+
 # -- writes -------------------------------------------------------------------------------
+def test_a_tag_write_retried_reads_the_tags_again(api: respx.MockRouter,
+                                                  clock: FakeClock) -> None:
+    """PUT replaces the whole list: a tag an agent added while we backed off must survive."""
+    before = payload("conversations-page-1")["_embedded"]["conversations"][1]  # "billing"
+    after = {**before, "tags": [*before["tags"], {"id": 9, "tag": "vip"}]}
+    api.get("/v2/conversations/7002").mock(side_effect=[ok(before), ok(after)])
+    put = api.put("/v2/conversations/7002/tags").mock(side_effect=[
+        ok({"message": "down"}, 503), httpx.Response(204)])
+
+    async def go() -> list[str]:
+        c = client(clock)
+        try:
+            return await c.add_tags(7002, ["priority-high"])
+        finally:
+            await c.aclose()
+
+    assert run(go()) == ["billing", "vip", "priority-high"]
+    assert body_of(put) == {"tags": ["billing", "vip", "priority-high"]}
+
+
 def test_tags_are_merged_get_then_put_the_union(api: respx.MockRouter, clock: FakeClock) -> None:
     conversation = payload("conversations-page-1")["_embedded"]["conversations"][1]  # "billing"
     api.get("/v2/conversations/7002").mock(return_value=ok(conversation))
