@@ -44,9 +44,11 @@ def run_cycles(settings: Settings, clock: FakeClock, steps: list[Step]) -> None:
     asyncio.run(go())
 
 
-def ask(mailbox: Mailbox, smtp: SmtpServer, tmp: Path) -> tuple[Settings, FakeClock]:
-    """A vague ticket at T0, asked for details."""
-    settings = imap_settings(tmp, mailbox, smtp)
+def ask(mailbox: Mailbox, smtp: SmtpServer, tmp: Path,
+        state: Path | str | None = None) -> tuple[Settings, FakeClock]:
+    """A vague ticket at T0, asked for details (on ``state``: SQLite or PostgreSQL)."""
+    settings = imap_settings(tmp, mailbox, smtp, **(
+        {"SUPPORTBOT_STATE": str(state)} if state is not None else {}))
     clock = FakeClock(T0)
     mailbox.append("INBOX", VAGUE, internaldate=T0)
     run_cycles(settings, clock, [(timedelta(0), None)])
@@ -54,9 +56,9 @@ def ask(mailbox: Mailbox, smtp: SmtpServer, tmp: Path) -> tuple[Settings, FakeCl
     return settings, clock
 
 
-def test_ask_then_check_in_then_closure(tmp_path: Path, mailbox: Mailbox,
-                                        smtp_server: SmtpServer) -> None:
-    settings, clock = ask(mailbox, smtp_server, tmp_path)
+def test_ask_then_check_in_then_closure(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str) -> None:
+    settings, clock = ask(mailbox, smtp_server, tmp_path, state)
 
     run_cycles(settings, clock, [(timedelta(hours=23, minutes=59), None)])
     assert sent_kinds(smtp_server) == ["ask_info"]
@@ -72,7 +74,7 @@ def test_ask_then_check_in_then_closure(tmp_path: Path, mailbox: Mailbox,
         assert message["Auto-Submitted"] == "auto-generated"
         assert message["In-Reply-To"] == VAGUE_ID
     assert all(r.rcpt_tos == ["ann@customer.example"] for r in smtp_server.messages)
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "closed"
     actions = [a.action for a in store.activity(1)]
@@ -80,9 +82,9 @@ def test_ask_then_check_in_then_closure(tmp_path: Path, mailbox: Mailbox,
     store.close()
 
 
-def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path, mailbox: Mailbox,
-                                                smtp_server: SmtpServer) -> None:
-    settings, clock = ask(mailbox, smtp_server, tmp_path)
+def test_reply_at_23_hours_cancels_the_check_in(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str) -> None:
+    settings, clock = ask(mailbox, smtp_server, tmp_path, state)
     asked = smtp_server.messages[0].message
     reply = crlf(make_mail(subject=str(asked["Subject"]), message_id="<reply@cust.example>",
                            in_reply_to=str(asked["Message-ID"]),
@@ -99,7 +101,7 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path, mailbox: Mailbox
     # (then, 48 h on, the owner's reminder: the clock runs three days)
     assert sent_kinds(smtp_server)[:3] == ["ask_info", "forward", "forwarded"]
     assert "check_in" not in sent_kinds(smtp_server)
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     ticket = store.get_ticket(1)
     assert ticket is not None and ticket.state == "forwarded"
     assert ticket.owner == "product-support@example.com"
@@ -109,8 +111,8 @@ def test_reply_at_23_hours_cancels_the_check_in(tmp_path: Path, mailbox: Mailbox
 
 
 def test_restart_between_timers_gives_one_check_in_and_one_closure(
-        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
-    settings, clock = ask(mailbox, smtp_server, tmp_path)
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str) -> None:
+    settings, clock = ask(mailbox, smtp_server, tmp_path, state)
 
     # each step is a fresh worker: a restart before and after every timer
     for delta in (timedelta(hours=24, minutes=1), timedelta(minutes=1),
@@ -118,7 +120,7 @@ def test_restart_between_timers_gives_one_check_in_and_one_closure(
         run_cycles(settings, clock, [(delta, None)])
 
     assert sent_kinds(smtp_server) == ["ask_info", "check_in", "closure"]
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     assert store.outbox_counts() == {"sent": 3}
     store.close()
 
