@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import bot.commands
 from bot import __version__
-from bot.errors import ConfigError, RulesError
+from bot.errors import ConfigError, RulesError, StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RulesError as exc:
         print(f"supportbot: invalid rules or templates:\n{exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # the state database is unreachable or failed: one line
+        print(f"supportbot: state database: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

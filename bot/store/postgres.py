@@ -68,12 +68,17 @@ class PostgresDatabase:
         self.url = url
         self.conn = self._connect()
         self._in_transaction = False
-        migrate(self.conn)
+        with _errors():
+            migrate(self.conn)
 
     def _connect(self) -> psycopg.Connection[Row]:
-        conn: psycopg.Connection[Row] = psycopg.connect(
-            self.url, autocommit=True, row_factory=dict_row,
-            connect_timeout=CONNECT_TIMEOUT, application_name="supportbot")
+        try:
+            conn: psycopg.Connection[Row] = psycopg.connect(
+                self.url, autocommit=True, row_factory=dict_row,
+                connect_timeout=CONNECT_TIMEOUT, application_name="supportbot")
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise StoreError(f"cannot connect to {redact(self.url)}: {reason}") from exc
         return conn
 
     def _live(self) -> psycopg.Connection[Row]:

@@ -374,3 +374,12 @@ def test_a_lost_postgres_connection_fails_one_step_then_reconnects(pg_url: str) 
     with pytest.raises(StoreError):
         store.get_ticket(tid)
     assert store.get_ticket(tid) is not None
+
+
+def test_an_unreachable_database_is_one_line_without_the_password() -> None:
+    from tests.servers.postgres import free_port
+
+    url = f"postgresql://bot:s3cret-pw@127.0.0.1:{free_port()}/support"
+    with pytest.raises(StoreError, match=r"cannot connect to postgresql://bot@127\.0\.0\.1") as e:
+        Store(url)
+    assert "s3cret-pw" not in str(e.value) and "\n" not in str(e.value)
