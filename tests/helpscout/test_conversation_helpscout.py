@@ -1,0 +1,167 @@
+"""The ticket's whole conversation (issue 13) in Help Scout, against the fake over real HTTP.
+
+A customer thread on a conversation nobody owns is decided again on the conversation so
+far: details now route it (assign when the owner is a Help Scout user id, an internal note,
+a reply telling the customer who has it). An agent's reply thread is the team's: never the
+customer's reply, never relayed, and a pending one starts the check-in schedule. After
+every cycle no ticket may be open with no owner and nothing pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.config import Settings, load_settings
+from bot.demo.fake_helpscout import FakeHelpScout
+from bot.runtime import open_worker
+from bot.store import Store
+from bot.tickets import stranded
+from tests.conversation_helpers import rules_file
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
+DESMOND = 12  # a Help Scout user of the fake account: the product owner here
+DETAILS = "When I click Save the page goes blank, every time, Chrome on Windows 11."
+
+HS = tuple[FakeHelpScout, FakeClock, str]
+
+
+@pytest.fixture
+def hs() -> Iterator[HS]:
+    clock = FakeClock(T0)
+    fake = FakeHelpScout(clock=clock)
+    with fake.serve() as url:
+        yield fake, clock, url
+
+
+def settings_for(tmp: Path, url: str, fake: FakeHelpScout,
+                 rules: dict[str, Any] | None = None) -> Settings:
+    return load_settings({
+        "SUPPORTBOT_STATE": str(tmp / "state.db"),
+        "SUPPORTBOT_RULES": str(rules_file(tmp, rules)),
+        "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
+        "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
+        "SUPPORTBOT_HELPSCOUT_APP_SECRET": fake.app_secret,
+        "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": str(fake.mailbox_id),
+        "SUPPORTBOT_HELPSCOUT_BASE_URL": url,
+        "SUPPORTBOT_POLL_SECONDS": "1",
+    }, cwd=tmp)
+
+
+def cycles(settings: Settings, clock: FakeClock, steps: list[timedelta]) -> None:
+    """One worker for all steps; after each cycle, no ticket is stranded."""
+    async def go() -> None:
+        async with open_worker(settings, clock=clock) as worker:
+            for step in steps:
+                clock.advance(step)
+                await worker.cycle()
+                assert stranded(worker.store) == [], f"stranded at {clock.now().isoformat()}"
+    asyncio.run(go())
+
+
+def ours(fake: FakeHelpScout, conv: int, kind: str = "message") -> list[dict[str, Any]]:
+    """The bot's threads of ``kind`` (it writes as the fake's owner user)."""
+    return [t for t in fake.threads(conv)
+            if t["type"] == kind and t["createdBy"]["id"] == fake.owner_user_id]
+
+
+def ticket_of(settings: Settings, fake: FakeHelpScout, conv: int) -> Any:
+    store = Store(settings.state)
+    try:
+        ticket = store.find_ticket(str(fake.conversation(conv)["number"]))
+        assert ticket is not None
+        return ticket, store.activity(ticket.id), \
+            store.ticket_outbox(ticket.id)
+    finally:
+        store.close()
+
+
+def asked(tmp: Path, hs: HS, rules: dict[str, Any] | None = None) -> tuple[Settings, int]:
+    fake, clock, url = hs
+    conv = fake.add_conversation("help", "chris@adams.example", "help", customer_name="Chris")
+    settings = settings_for(tmp, url, fake, rules)
+    cycles(settings, clock, [timedelta(0)])
+    assert len(ours(fake, conv)) == 1
+    assert fake.conversation(conv)["status"] == "pending"
+    return settings, conv
+
+
+def test_details_on_an_unowned_conversation_assign_note_and_tell_the_customer(
+        tmp_path: Path, hs: HS) -> None:
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs, {"owners": {"product": str(DESMOND)}})
+
+    clock.advance(timedelta(hours=1))
+    fake.add_customer_reply(conv, DETAILS)
+    cycles(settings, clock, [timedelta(minutes=1), timedelta(minutes=5)])
+
+    assert fake.conversation(conv).get("assignee", {}).get("id") == DESMOND
+    notes = ours(fake, conv, "note")
+    assert len(notes) == 1 and "bugs" in notes[0]["body"]  # the rule that placed it
+    replies = ours(fake, conv)
+    assert len(replies) == 2  # the ask, then who has it
+    assert "product" in replies[-1]["body"]
+    assert fake.conversation(conv)["status"] == "active"
+    ticket, _, _ = ticket_of(settings, fake, conv)
+    assert (ticket.state, ticket.owner) == ("forwarded", str(DESMOND))
+
+    cycles(settings, clock, [timedelta(hours=6)] * 12)  # three days: nothing more to them
+    assert len(ours(fake, conv)) == 2
+
+
+def test_an_agents_reply_is_the_teams_not_the_customers(tmp_path: Path, hs: HS) -> None:
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs)
+
+    clock.advance(timedelta(hours=2))
+    fake.add_agent_reply(conv, "Hi Chris, which page were you on when it broke?",
+                         status="pending")
+    cycles(settings, clock, [timedelta(minutes=1), timedelta(minutes=10)])
+    answered_at = clock.now()
+
+    assert len(ours(fake, conv)) == 1  # no second ask, no notice: the agent has it in hand
+    assert not ours(fake, conv, "note")
+    assert "assignee" not in fake.conversation(conv)
+    ticket, activity, outbox = ticket_of(settings, fake, conv)
+    assert ticket.state == "waiting"
+    assert not [a for a in activity if a.action == "requester replied"]
+    assert {r.kind for r in outbox} <= {"ask_info", "tags"}
+
+    cycles(settings, clock, [timedelta(hours=6)] * 3 + [timedelta(hours=5, minutes=30)])
+    assert len(ours(fake, conv)) == 1
+    cycles(settings, clock, [timedelta(minutes=40)])
+    replies = ours(fake, conv)
+    assert len(replies) == 2 and clock.now() - answered_at < timedelta(hours=25)
+    assert "checking in" in replies[-1]["body"]
+
+
+def test_an_agents_reply_on_a_forwarded_conversation_is_never_relayed(
+        tmp_path: Path, hs: HS) -> None:
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs)
+    clock.advance(timedelta(hours=1))
+    fake.add_customer_reply(conv, DETAILS)
+    cycles(settings, clock, [timedelta(minutes=1), timedelta(minutes=5)])
+    ticket, activity, _ = ticket_of(settings, fake, conv)
+    assert ticket.owner == "product-support@example.com"
+    before = len(fake.threads(conv))
+    replied = [a for a in activity if a.action == "requester replied"]
+
+    clock.advance(timedelta(hours=1))
+    fake.add_agent_reply(conv, "Hi Chris, a fix for the blank page goes out tonight.",
+                         status="pending")
+    cycles(settings, clock, [timedelta(minutes=1), timedelta(minutes=10)])
+
+    assert len(fake.threads(conv)) == before + 1  # the agent's thread, nothing of ours
+    _, activity, outbox = ticket_of(settings, fake, conv)
+    assert "relay" not in {r.kind for r in outbox}
+    assert [a for a in activity if a.action == "requester replied"] == replied

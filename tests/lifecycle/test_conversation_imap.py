@@ -1,0 +1,307 @@
+"""The ticket's whole conversation (issue 13) on the real mail path: Dovecot in, aiosmtpd out.
+
+People answer as mail clients do (tests/conversation_helpers.py): the requester replies to
+the request for details, the owner presses Reply or Reply All on the forward, an agent of
+the team writes to the requester with support on Cc. One worker runs several cycles on a
+fake clock; after every cycle no ticket may be open with no owner and nothing pending.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+
+from bot.cli import main
+from bot.tickets import stranded
+from tests.conversation_helpers import (
+    ANN,
+    REQUESTER,
+    SUPPORT,
+    Story,
+    addresses,
+    compose_new,
+    compose_reply,
+    text_of,
+)
+from tests.crash_helpers import KILLS, run_killed
+from tests.servers.dovecot import Mailbox
+from tests.servers.smtp import SmtpServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.dovecot]
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
+PRODUCT = "product-support@example.com"
+ONCALL = "oncall@example.com"
+TRIAGE = "triage@example.com"
+VAGUE_ID = "<vague@customer.example>"
+VAGUE_TEXT = "Help, it is broken again!!"
+DETAILS = ("When I click Save the page goes blank, every time, Chrome on Windows 11.")
+OWNER_WORDS = ("Thanks for the details, Ann. We found it: a fix for the blank page after Save "
+               "goes out tonight, and clearing the browser cache works around it until then.")
+
+
+def vague(subject: str = "Editor broken", body: str = VAGUE_TEXT) -> bytes:
+    return compose_new(sender=ANN, to=f"Acme Support <{SUPPORT}>", subject=subject,
+                       body=body, message_id=VAGUE_ID, when=T0)
+
+
+def asked(tmp: Path, mailbox: Mailbox, smtp: SmtpServer, *, first: bytes | None = None,
+          settings: dict[str, object] | None = None) -> Story:
+    """A vague ticket at T0, asked for details."""
+    story = Story(tmp, mailbox, smtp, T0, settings=settings)
+    story.run((timedelta(0), first or vague()))
+    assert story.kinds() == ["ask_info"]
+    return story
+
+
+def ann_replies(story: Story, body: str, n: int, *, to: str = "ask_info") -> bytes:
+    """Ann presses Reply on the bot's last message of kind ``to``."""
+    return compose_reply(story.last(to), sender=ANN, body=body,
+                         message_id=f"<ann.{n}@customer.example>", when=story.now)
+
+
+def forwarded_to_product(tmp: Path, mailbox: Mailbox, smtp: SmtpServer) -> Story:
+    """Story 1: vague -> ask -> the details -> forward to the product team + notice."""
+    story = asked(tmp, mailbox, smtp)
+    story.clock.advance(timedelta(hours=1))
+    story.run((timedelta(0), ann_replies(story, DETAILS, 1)))
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    return story
+
+
+def test_details_after_the_ask_forward_the_whole_conversation_and_name_the_owner(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+
+    forward, notice = story.sent("forward")[-1], story.sent("forwarded")[-1]
+    assert addresses(forward, "To") == [PRODUCT]
+    whole = text_of(forward)
+    assert VAGUE_TEXT in whole and "the page goes blank" in whole  # the whole conversation
+    assert addresses(notice, "To") == [REQUESTER]
+    assert "product" in text_of(notice)  # names who has it
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None
+        assert (ticket.state, ticket.owner) == ("forwarded", PRODUCT)
+    story.assert_threads_well()
+
+
+def test_still_vague_twice_goes_to_triage_after_two_asks(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server, first=vague("help", "help"),
+                  settings={"owners": {"triage": TRIAGE}})
+    first_ask = text_of(story.last("ask_info"))
+
+    story.clock.advance(timedelta(hours=1))
+    story.run((timedelta(0), ann_replies(story, "still not working", 1)))
+    assert story.kinds() == ["ask_info", "ask_info"]
+    again = text_of(story.last("ask_info"))
+    assert again != first_ask
+    assert "browser" in again  # what is still missing, by name
+
+    story.clock.advance(timedelta(hours=1))
+    story.run((timedelta(0), ann_replies(story, "Still not working. Please help", 2)))
+    assert story.kinds() == ["ask_info", "ask_info", "forward", "forwarded"]
+    assert addresses(story.last("forward"), "To") == [TRIAGE]
+    assert addresses(story.last("forwarded"), "To") == [REQUESTER]
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None and (ticket.state, ticket.owner) == ("forwarded", TRIAGE)
+
+    story.wait(timedelta(days=3))
+    assert story.kinds().count("ask_info") == 2  # never a third
+    story.assert_threads_well()
+
+
+def test_without_a_triage_owner_on_call_takes_the_still_vague_ticket(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server, first=vague("help", "help"))
+    for n, words in enumerate(("still not working", "Still not working. Please help"), 1):
+        story.clock.advance(timedelta(hours=1))
+        story.run((timedelta(0), ann_replies(story, words, n)))
+    assert story.kinds() == ["ask_info", "ask_info", "forward", "forwarded"]
+    assert addresses(story.last("forward"), "To") == [ONCALL]
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.owner == ONCALL
+
+
+@pytest.mark.parametrize("reply_all", [False, True], ids=["reply", "reply-all"])
+def test_the_owners_answer_reaches_the_requester(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, reply_all: bool) -> None:
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    forward = story.last("forward")
+    assert addresses(forward, "Reply-To") == [SUPPORT]
+    details_id = story.timeline[-3][1]  # Ann's reply, before the forward and the notice
+    assert details_id == "<ann.1@customer.example>"
+
+    story.clock.advance(timedelta(hours=2))
+    answer = compose_reply(forward, sender=f"Pat Product <{PRODUCT}>", body=OWNER_WORDS,
+                           message_id="<pat.1@example.com>", when=story.now,
+                           reply_all=reply_all)
+    story.run((timedelta(0), answer))
+    answered_at = story.now
+
+    assert story.kinds() == ["ask_info", "forward", "forwarded", "owner_reply"]
+    reply = story.last("owner_reply")
+    assert addresses(reply, "To") == [REQUESTER]
+    assert reply["In-Reply-To"] == details_id
+    text = text_of(reply)
+    assert "clearing the browser cache works around it" in text
+    assert "Assigned to you" not in text and "> " not in text  # not the quoted forward
+    with story.store() as store:
+        assert any(PRODUCT in a.detail for a in store.activity(1) if a.at >= answered_at)
+
+    story.wait(timedelta(hours=23, minutes=58), every=timedelta(hours=4))
+    assert "check_in" not in story.kinds()
+    story.run((timedelta(minutes=3), None))
+    assert story.kinds()[-1] == "check_in"
+    assert addresses(story.last("check_in"), "To") == [REQUESTER]
+    story.wait(timedelta(days=3))
+    assert "assigned_reminder" not in story.kinds()
+    assert story.kinds().count("owner_reply") == 1
+    story.assert_threads_well()
+
+
+def test_an_agent_of_the_team_domain_writing_to_the_requester_is_not_the_requester(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = Story(tmp_path, mailbox, smtp_server, T0,
+                  settings={"team": {"domains": ["example.com"]}})
+    question = compose_new(
+        sender=ANN, to=f"Acme Support <{SUPPORT}>", subject="Exporting contacts",
+        body="How do I export my contacts to a CSV file? I looked in the settings page but "
+             "could not find a button for it.", message_id="<export@customer.example>",
+        when=T0)
+    story.run((timedelta(0), question))
+    assert story.kinds() == ["acknowledge"]
+
+    story.clock.advance(timedelta(hours=2))
+    agent = compose_new(
+        sender="Jo Agent <jo@example.com>", to=ANN, cc=f"Acme Support <{SUPPORT}>",
+        subject="Re: Exporting contacts", message_id="<jo.1@example.com>", when=story.now,
+        in_reply_to="<export@customer.example>",
+        body="Hi Ann, it is under Contacts > More > Export. Does that find it for you?")
+    story.run((timedelta(0), agent))
+    agent_at = story.now
+
+    assert story.kinds() == ["acknowledge"]  # nothing to Ann, nothing relayed as Ann's
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.state == "waiting"
+        assert ticket.requester == REQUESTER
+        assert any("jo@example.com" in (a.detail + a.actor) for a in store.activity(1))
+
+    story.wait(timedelta(hours=23, minutes=58), every=timedelta(hours=4))
+    assert story.kinds() == ["acknowledge"]
+    story.run((timedelta(minutes=3), None))
+    assert story.kinds() == ["acknowledge", "check_in"]
+    assert addresses(story.last("check_in"), "To") == [REQUESTER]
+    assert story.now - agent_at < timedelta(hours=24, minutes=5)
+    story.assert_threads_well()
+
+
+def test_a_colleague_of_the_requester_on_cc_is_the_requesters_side(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server,
+                  settings={"team": {"domains": ["example.com"]}})
+    story.clock.advance(timedelta(hours=1))
+    bob = compose_reply(story.last("ask_info"), sender="Bob Colleague <bob@customer.example>",
+                        body=DETAILS, message_id="<bob.1@customer.example>", when=story.now,
+                        extra_cc=[ANN])
+    story.run((timedelta(0), bob))
+
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    assert addresses(story.last("forwarded"), "To") == [REQUESTER]
+    with story.store() as store:
+        assert any(a.action == "requester replied" and a.actor == "bob@customer.example"
+                   for a in store.activity(1))
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.owner == PRODUCT
+
+
+def test_three_quick_replies_get_one_message(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server)
+    parts = ("It's the editor.", "When I click Save the page goes blank.",
+             "Every time, Chrome on Windows 11.")
+    story.run(*[(timedelta(minutes=1), ann_replies(story, words, n))
+                for n, words in enumerate(parts, 1)])
+    story.run((timedelta(minutes=3), None), (timedelta(minutes=4), None))  # T0 + 10 min
+    assert story.now == T0 + timedelta(minutes=10)
+
+    assert len(story.to_requester()) == 2  # the ask, then one message for the three
+    story.wait(timedelta(hours=1), every=timedelta(minutes=10))
+    assert len(story.to_requester()) == 2
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    whole = text_of(story.last("forward"))
+    assert all(p in whole for p in ("the editor", "the page goes blank", "Chrome on Windows"))
+    story.assert_threads_well()
+
+
+def test_status_lists_a_stranded_ticket(tmp_path: Path, mailbox: Mailbox,
+                                        smtp_server: SmtpServer,
+                                        capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The invariant's other half: when something does strand a ticket, status says so."""
+    story = asked(tmp_path, mailbox, smtp_server)
+    with story.store() as store, store.transaction():
+        store.cancel_timers(1, [t.kind for t in store.pending_timers(1)], story.now)
+    with story.store() as store:
+        assert stranded(store) == [1]
+
+    for key, value in story.env.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    try:
+        assert main(["status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["stranded"] == [1]
+        assert main(["status"]) == 0
+        assert "#1" in next(line for line in capsys.readouterr().out.splitlines()
+                            if "stranded" in line.lower())
+    finally:  # the command bound structlog to this test's captured stderr
+        structlog.reset_defaults()
+
+def crash_through(story: Story, advance: timedelta, raw: bytes | None = None) -> None:
+    """One step of the story in worker processes SIGKILLed at each point of the cycle in
+    turn: before the planned messages go out, right after some went out, at its end."""
+    story.clock.advance(advance)
+    if raw is not None:
+        story.deliver(raw, team=story.is_team(raw))
+    for kill in KILLS:
+        status = run_killed(story.env, story.now, kill, story.tmp)
+        assert status == -signal.SIGKILL, (
+            f"the {kill} kill did not happen (exit {status}):\n"
+            + (story.tmp / "crash-child.log").read_text()[-3000:])
+        story.note_sent()
+        with story.store() as store:
+            story.assert_nobody_stranded(store)
+
+
+def test_sigkills_between_the_steps_lose_no_decision_and_repeat_no_message(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Stories 1 and 3, each step cut by SIGKILL before, during and after its sends."""
+    story = Story(tmp_path, mailbox, smtp_server, T0)
+    crash_through(story, timedelta(0), vague())
+    assert story.kinds() == ["ask_info"]
+    crash_through(story, timedelta(hours=1), ann_replies(story, DETAILS, 1))
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    crash_through(story, timedelta(hours=2), compose_reply(
+        story.last("forward"), sender=f"Pat Product <{PRODUCT}>", body=OWNER_WORDS,
+        message_id="<pat.1@example.com>", when=story.now + timedelta(hours=2)))
+    assert story.kinds() == ["ask_info", "forward", "forwarded", "owner_reply"]
+    crash_through(story, timedelta(hours=24, minutes=1))
+
+    assert story.kinds() == ["ask_info", "forward", "forwarded", "owner_reply", "check_in"]
+    per_id = Counter(str(m["Message-ID"]) for m in story.sent())
+    assert set(per_id.values()) == {1}, per_id
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.owner == PRODUCT
+        assert store.outbox_counts() == {"sent": 5}
+    story.assert_threads_well()
