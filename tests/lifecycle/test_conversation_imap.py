@@ -225,6 +225,59 @@ def test_a_colleague_of_the_requester_on_cc_is_the_requesters_side(
         assert ticket is not None and ticket.owner == PRODUCT
 
 
+
+def test_the_requesters_replies_reach_the_owner_and_the_owners_answers_reach_her(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Back and forth on a forwarded ticket: each of Ann's replies is relayed to the owner
+    (she hears once a day at most that it arrived), each answer of the owner to a relay
+    reaches her."""
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    story.run((timedelta(hours=1), ann_replies(story, "It started on Monday.", 2,
+                                               to="forwarded")),
+              (timedelta(hours=1), ann_replies(story, "Firefox does the same.", 3,
+                                               to="forwarded")))
+    assert story.kinds()[3:] == ["relay", "update_relayed", "relay"]
+    relays = story.sent("relay")
+    assert all(addresses(r, "To") == [PRODUCT] for r in relays)
+    assert "Firefox does the same." in text_of(relays[-1])
+    assert addresses(story.last("update_relayed"), "To") == [REQUESTER]
+
+    answer = compose_reply(relays[-1], sender=f"Pat Product <{PRODUCT}>", body=OWNER_WORDS,
+                           message_id="<pat.2@example.com>", when=story.now)
+    story.run((timedelta(minutes=30), answer))
+    assert story.kinds()[-1] == "owner_reply"
+    assert story.last("owner_reply")["In-Reply-To"] == "<ann.3@customer.example>"
+
+    story.run((timedelta(hours=25), ann_replies(story, "Thanks, clearing the cache helped.", 4,
+                                                to="owner_reply")))
+    assert story.kinds()[-2:] == ["relay", "update_relayed"]  # a day later: told again
+    assert story.kinds().count("owner_reply") == 1
+    story.assert_threads_well()
+
+
+def test_an_agent_writing_to_the_requester_on_a_forwarded_ticket_stops_the_reminder(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """The 48 h reminder asks the owner to update the requester; an agent who did is that
+    update (the agent's domain is the team's)."""
+    story = Story(tmp_path, mailbox, smtp_server, T0,
+                  settings={"team": {"domains": ["example.com"]}})
+    story.run((timedelta(0), vague()))
+    story.run((timedelta(hours=1), ann_replies(story, DETAILS, 1)))
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    notice = story.last("forwarded")
+    agent = compose_new(
+        sender="Jo Agent <jo@example.com>", to=ANN, cc=f"Acme Support <{SUPPORT}>",
+        subject=f"Re: {notice['Subject']}", message_id="<jo.2@example.com>", when=story.now,
+        in_reply_to=str(notice["Message-ID"]),
+        body="Hi Ann, our product team reproduced it; a fix is on its way this week.")
+    story.run((timedelta(hours=3), agent))
+    story.wait(timedelta(days=3))
+
+    assert "assigned_reminder" not in story.kinds()
+    assert "relay" not in story.kinds()  # Jo is not the requester: nothing relayed as hers
+    with story.store() as store:
+        assert any("jo@example.com" in a.detail for a in store.activity(1))
+
 def test_three_quick_replies_get_one_message(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     story = asked(tmp_path, mailbox, smtp_server)
