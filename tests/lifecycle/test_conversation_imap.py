@@ -52,9 +52,10 @@ def vague(subject: str = "Editor broken", body: str = VAGUE_TEXT) -> bytes:
 
 
 def asked(tmp: Path, mailbox: Mailbox, smtp: SmtpServer, *, first: bytes | None = None,
-          settings: dict[str, object] | None = None) -> Story:
-    """A vague ticket at T0, asked for details."""
-    story = Story(tmp, mailbox, smtp, T0, settings=settings)
+          settings: dict[str, object] | None = None, state: Path | str | None = None) -> Story:
+    """A vague ticket at T0, asked for details (``state``: where the store lives)."""
+    story = Story(tmp, mailbox, smtp, T0, settings=settings,
+                  SUPPORTBOT_STATE=str(state or tmp / "state.db"))
     story.run((timedelta(0), first or vague()))
     assert story.kinds() == ["ask_info"]
     return story
@@ -66,9 +67,10 @@ def ann_replies(story: Story, body: str, n: int, *, to: str = "ask_info") -> byt
                          message_id=f"<ann.{n}@customer.example>", when=story.now)
 
 
-def forwarded_to_product(tmp: Path, mailbox: Mailbox, smtp: SmtpServer) -> Story:
+def forwarded_to_product(tmp: Path, mailbox: Mailbox, smtp: SmtpServer,
+                         state: Path | str | None = None) -> Story:
     """Story 1: vague -> ask -> the details -> forward to the product team + notice."""
-    story = asked(tmp, mailbox, smtp)
+    story = asked(tmp, mailbox, smtp, state=state)
     story.clock.advance(timedelta(hours=1))
     story.run((timedelta(0), ann_replies(story, DETAILS, 1)))
     assert story.kinds() == ["ask_info", "forward", "forwarded"]
@@ -76,8 +78,8 @@ def forwarded_to_product(tmp: Path, mailbox: Mailbox, smtp: SmtpServer) -> Story
 
 
 def test_details_after_the_ask_forward_the_whole_conversation_and_name_the_owner(
-        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
-    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str) -> None:
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server, state)
 
     forward, notice = story.sent("forward")[-1], story.sent("forwarded")[-1]
     assert addresses(forward, "To") == [PRODUCT]
@@ -134,8 +136,9 @@ def test_without_a_triage_owner_on_call_takes_the_still_vague_ticket(
 
 @pytest.mark.parametrize("reply_all", [False, True], ids=["reply", "reply-all"])
 def test_the_owners_answer_reaches_the_requester(
-        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, reply_all: bool) -> None:
-    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str,
+        reply_all: bool) -> None:
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server, state)
     forward = story.last("forward")
     assert addresses(forward, "Reply-To") == [SUPPORT]
     details_id = story.timeline[-3][1]  # Ann's reply, before the forward and the notice
