@@ -32,9 +32,8 @@ from bot.clock import FakeClock
 from bot.config import load_settings
 from bot.outbox import FlushReport, Outbox
 from bot.runtime import open_worker
-from tests.helpers import REPO
-from tests.imap_helpers import env_for_subprocess
 
+REPO = Path(__file__).resolve().parent.parent  # the child imports no test module: fast start
 Kill = Literal["before-send", "after-send", "end"]
 KILLS: tuple[Kill, ...] = ("before-send", "after-send", "end")
 
@@ -77,7 +76,8 @@ def run_killed(env: Mapping[str, str], at: datetime, kill: Kill, workdir: Path,
     with log.open("ab") as out:
         proc = subprocess.run(
             [sys.executable, "-m", "tests.crash_helpers", at.isoformat(), kill],
-            env=env_for_subprocess({**env, "SUPPORTBOT_LOG_FORMAT": "json"}, os.environ),
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")},
+                 **env, "SUPPORTBOT_LOG_FORMAT": "json"},
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout,
             check=False)
     return proc.returncode
