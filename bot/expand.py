@@ -19,7 +19,7 @@ from bot.rules.durations import humanise
 from bot.rules.ruleset import RuleSet
 from bot.store import Ticket
 from bot.templates import Templates
-from bot.vocab import ActionKind, MessageKind, spec
+from bot.vocab import ActionKind, MessageKind, Priority, spec
 
 ORIGINAL_CHARS = 20_000  # of the requester's text quoted to an owner or on-call
 
@@ -106,7 +106,7 @@ def context(about: About, ruleset: RuleSet, *, kind: MessageKind | str, rule: st
         "owner": owner or "",
         "owner_name": s.owner_name(owner) if owner else "",
         "topic": about.topic or "",
-        "priority": about.priority or "normal",
+        "priority": about.priority or Priority.NORMAL,
         "rule": rule or "",
         "team_name": s.team_name,
         "signature": s.signature,

@@ -24,6 +24,7 @@ from jinja2.environment import Environment
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import RulesError
+from bot.vocab import MessageKind, Priority
 
 SUFFIXES = (".txt", ".html")
 
@@ -63,14 +64,14 @@ def sample_context(**extra: Any) -> dict[str, Any]:
         "owner": "deliverability@example.com",  # where the ticket was forwarded, or ""
         "owner_name": "our deliverability team",
         "topic": "deliverability",
-        "priority": "critical",
+        "priority": Priority.CRITICAL,
         "rule": "deliverability",
         "team_name": "Acme Support",
         "signature": "The Acme Support team",
         "original_text": "Since about 8am none of my emails to clients are going out.",
         "check_in_after": "1 day",
         "close_after": "1 day",
-        "kind": "acknowledge",
+        "kind": MessageKind.ACKNOWLEDGE,
         # what is still missing from a problem report (bot.rules.details), for ask_again
         "missing": ["your browser or device", "since when it happens, and whether every time"],
         # who wrote the message a relay passes on, and their own words (quotes removed)

@@ -32,7 +32,7 @@ from bot.pipeline import find_ticket
 from bot.rules.decide import decide
 from bot.rules.reload import load_set
 from bot.store import Store, Ticket
-from bot.vocab import Priority
+from bot.vocab import ActionKind, Priority, SourceKind
 
 ORDER = 31
 
@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "the text of every message that would be sent. Sends nothing.")
     p.add_argument("file", type=Path, help="a raw RFC 5322 message (.eml)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--source", choices=("email", "imap", "maildir", "helpscout"),
-                   default="email", help="which source the message is treated as "
+    p.add_argument("--source", choices=[s.value for s in SourceKind],
+                   default=SourceKind.EMAIL.value, help="which source the message is treated as "
                    "(default: email)")
     p.add_argument("--ticket", type=_ticket_number, metavar="N",
                    help="explain the message as a reply on ticket N (default: the ticket its "
@@ -65,7 +65,7 @@ def _ticket_number(text: str) -> int:
 def action_json(action: Any, notify: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": action.kind, "to": list(action.to),
                            "template": action.template, "rule": action.rule}
-    if action.kind == "forward":
+    if action.kind == ActionKind.FORWARD:
         out["notify"] = notify
         out["notice_template"] = action.notice_template
     return out

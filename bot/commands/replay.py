@@ -19,6 +19,7 @@ from bot.model import Decision
 from bot.rules.decide import decide
 from bot.rules.load import load_ruleset
 from bot.templates import Templates
+from bot.vocab import ActionKind
 
 ORDER = 33
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def summary(d: Decision) -> dict[str, Any]:
-    primary = next((a for a in d.actions if a.kind != "alert"), None)
+    primary = next((a for a in d.actions if a.kind != ActionKind.ALERT), None)
     return {"ignored": d.ignored, "priority": d.priority, "topic": d.topic,
             "action": primary.kind if primary else None, "owner": d.owner,
             "rules": list(d.rules)}

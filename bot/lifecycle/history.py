@@ -12,9 +12,9 @@ from bot.model import Message
 from bot.rules.ruleset import RuleSet
 from bot.rules.team import Team
 from bot.store import LedgerMessage, Store, Ticket
-from bot.vocab import REQUESTER_KINDS, MessageKind
+from bot.vocab import REQUESTER_KINDS, MessageKind, OutboxStatus
 
-_NOT_SENT = ("suppressed", "failed")
+_NOT_SENT = (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED)
 
 
 def ledger_message(row: LedgerMessage) -> Message:

@@ -25,14 +25,25 @@ from bot.rules.match import compile_condition
 from bot.rules.ruleset import Defaults, ReportSchedule, Rule, RuleSet, RuleSettings
 from bot.rules.yamlfile import YamlDocument, YamlSyntaxError, read_text
 from bot.templates import Templates
-from bot.vocab import Priority
+from bot.vocab import ActionKind, MessageKind, Priority, spec
+
+
+def _template_of(kind: MessageKind) -> str:
+    """The default template of a kind, from its row in ``bot.vocab.KINDS``."""
+    template = spec(kind).template
+    assert template is not None, kind
+    return template
+
 
 # The bot sends these on its own (follow-ups, alerts, notices), whatever the rules say.
-REQUIRED_TEMPLATES = ("acknowledge", "ask_info", "forward", "forwarded", "alert", "check_in",
-                      "closure", "assigned_reminder", "first_response_overdue")
-DEFAULT_TEMPLATE = {"acknowledge": "acknowledge", "ask_info": "ask_info", "forward": "forward"}
-DEFAULT_NOTICE = "forwarded"
-DEFAULT_ALERT = "alert"
+REQUIRED_TEMPLATES = tuple(_template_of(k) for k in (
+    MessageKind.ACKNOWLEDGE, MessageKind.ASK_INFO, MessageKind.FORWARD, MessageKind.FORWARDED,
+    MessageKind.ALERT, MessageKind.CHECK_IN, MessageKind.CLOSURE, MessageKind.ASSIGNED_REMINDER,
+    MessageKind.FIRST_RESPONSE_OVERDUE, MessageKind.OWNER_REPLY, MessageKind.UPDATE_RELAYED))
+DEFAULT_TEMPLATE = {str(a): _template_of(MessageKind(a))
+                    for a in (ActionKind.ACKNOWLEDGE, ActionKind.ASK_INFO, ActionKind.FORWARD)}
+DEFAULT_NOTICE = _template_of(MessageKind.FORWARDED)
+DEFAULT_ALERT = _template_of(MessageKind.ALERT)
 
 Loc = tuple[str | int, ...]
 

@@ -60,8 +60,12 @@ class CursorStore(Protocol):
 class Source(Protocol):
     """A place tickets come from. Sources never decide anything; they only read."""
 
-    name: str
     cursor_key: str
+
+    @property
+    def name(self) -> str:
+        """Its ``SourceKind``: what reports, health and the ledger call it."""
+        ...
 
     def batches(self) -> AsyncIterator[Batch]:
         """Drain everything new since the stored cursor, batch by batch (bounded memory)."""

@@ -57,7 +57,7 @@ LIST_BUDGET = 40
 
 
 class HelpScoutSource:
-    name = "helpscout"
+    name = SourceKind.HELPSCOUT
 
     def __init__(self, client: HelpScoutClient, settings: HelpScoutSettings,
                  cursors: CursorStore, *, poll_seconds: float, clock: Clock,

@@ -114,7 +114,7 @@ class _ValidityChanged(Exception):
 class ImapSource:
     """`Source` for one IMAP folder. See the module docstring for the guarantees."""
 
-    name = "imap"
+    name = SourceKind.IMAP
 
     def __init__(self, settings: ImapSettings, cursors: CursorStore, *, poll_seconds: float,
                  ca_file: Path | None = None, tls_insecure: bool = False, batch_size: int = 200,

@@ -23,7 +23,7 @@ BATCH_BYTES = 8 * 1024 * 1024
 
 
 class MaildirSource:
-    name = "maildir"
+    name = SourceKind.MAILDIR
 
     def __init__(self, path: Path, cursors: CursorStore, known: Callable[[str], bool], *,
                  poll_seconds: float, batch_size: int = 200) -> None:
