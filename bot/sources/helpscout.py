@@ -51,6 +51,7 @@ THREAD_TYPES = frozenset({"customer", "message", "lineitem"})
 # marked it spam (its thread status says so; "nochange" otherwise).
 WORKFLOWS = frozenset({"manual-workflow", "automatic-workflow"})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PEOPLE_ONLY = frozenset({"chat", "phone"})
 # List requests per cycle: 1,000 conversations, about 5 s of a Standard plan's 200 a
 # minute. A longer listing resumes in the next cycle, after what changed lately.
 LIST_BUDGET = 40
@@ -232,6 +233,8 @@ class HelpScoutSource:
             return []
         if conversation.get("state", "published") != "published":
             return []  # drafts and deleted conversations are nobody's ticket yet
+        if conversation.get("type") in PEOPLE_ONLY:
+            return []  # chats and calls are answered live, by people
         spam = conversation.get("status") == HelpScoutStatus.SPAM
         embedded = conversation.get("_embedded")
         threads = embedded.get("threads") if isinstance(embedded, dict) else None

@@ -235,6 +235,16 @@ def test_notes_merges_workflows_and_drafts_are_not_messages(fields: dict[str, An
     assert source.inbound(payload("conversation"), _thread(**fields)) is None
 
 
+@pytest.mark.parametrize("kind", ["chat", "phone"])
+def test_chat_and_phone_conversations_are_left_to_people(kind: str, api: respx.MockRouter,
+                                                         clock: FakeClock) -> None:
+    body = payload("conversations-page-2")
+    body["_embedded"]["conversations"][0]["type"] = kind
+    api.get("/v2/conversations").mock(return_value=page(body))
+    (batch,) = drain(clock)
+    assert batch.items == []
+
+
 def test_the_apps_user_is_learned_from_users_me(api: respx.MockRouter, clock: FakeClock) -> None:
     me = api.get("/v2/users/me").mock(return_value=page({"id": 99, "email": "bot@x.example"}))
     body = payload("conversations-page-2")
