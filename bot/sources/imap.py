@@ -141,6 +141,10 @@ class ImapSource:
         # UIDNEXT when the last drain completed: wait() wakes at once if the folder grew since.
         self._seen_uidnext: int | None = None
         self._stops: set[threading.Event] = set()
+        # Written to stop an IDLE at once: the idling thread selects on it beside the socket,
+        # so SIGTERM is not kept waiting for the next IDLE_SLICE.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
         self._closed = False
         # Why the last wait() returned: mail, timeout, stopped, dropped, poll or unavailable.
         self.last_wake: str | None = None
@@ -301,7 +305,8 @@ class ImapSource:
         try:
             outcome = await self._call(self._idle, timeout, stop)
         except asyncio.CancelledError:
-            stop.set()  # the thread leaves IDLE within IDLE_SLICE
+            stop.set()
+            self._wake_idle()  # the thread leaves IDLE now
             raise
         except Exception as exc:  # noqa: BLE001 - any cause: waited out like a poll
             # Cannot connect now: wait as a poll would; the next batches() reports the error.
@@ -317,6 +322,11 @@ class ImapSource:
     def _interrupt_idle(self) -> None:
         for stop in list(self._stops):
             stop.set()
+        self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
+            self._wake_w.send(b"\0")
 
     # thread side
     def _idle(self, timeout: float, stop: threading.Event) -> str:
@@ -357,8 +367,13 @@ class ImapSource:
                 renew_at = time.monotonic() + self.idle_renew_seconds
                 continue
             wait = min(IDLE_SLICE, deadline - now, renew_at - now)
-            if not select.select([client.socket()], [], [], wait)[0]:
-                continue
+            ready = select.select([client.socket(), self._wake_r], [], [], wait)[0]
+            if self._wake_r in ready:
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(64):
+                        pass
+            if client.socket() not in ready:
+                continue  # the loop looks at the stop flag
             responses = client.idle_check(timeout=0)
             if any(r[0] == b"BYE" for r in responses):
                 raise ConnectionError("server said BYE")
@@ -435,6 +450,8 @@ class ImapSource:
             log.debug("IMAP logout failed", error=describe(exc, self.settings))
         self._closed = True
         self._executor.shutdown(wait=True)
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _logout(self) -> None:
         client, self._client, self._selected = self._client, None, None

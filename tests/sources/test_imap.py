@@ -359,6 +359,30 @@ def test_a_dead_connection_is_not_mistaken_for_no_mail(mailbox: Mailbox) -> None
     assert [i.raw for b in run(go()) for i in b.items] == [mail(1)]
 
 
+def test_a_cancelled_idle_stops_at_once_not_at_its_next_check(
+        mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM cancels the wait: the idling thread is woken, not left to notice a flag."""
+    monkeypatch.setattr(imap_module, "IDLE_SLICE", 3600.0)  # the flag alone: an hour
+    cursors = Cursors()
+
+    async def go() -> None:
+        src = source(mailbox, cursors)
+        await drain(src, cursors)
+        waiting = asyncio.create_task(src.wait(7200))
+        while mailbox.connection_count() == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # in IDLE now
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        try:  # the IMAP thread is free again: a flag checked hourly would keep it in IDLE
+            await asyncio.wait_for(drain(src, cursors), GENEROUS)
+        finally:
+            await src.aclose()
+
+    run(go())
+
+
 def test_wait_is_cancellable_and_close_leaves_no_thread(mailbox: Mailbox) -> None:
     cursors = Cursors()
 
