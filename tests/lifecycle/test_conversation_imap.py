@@ -258,28 +258,40 @@ def test_the_requesters_replies_reach_the_owner_and_the_owners_answers_reach_her
     story.assert_threads_well()
 
 
+@pytest.mark.parametrize("asks", [False, True], ids=["update", "question"])
 def test_an_agent_writing_to_the_requester_on_a_forwarded_ticket_stops_the_reminder(
-        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, asks: bool) -> None:
     """The 48 h reminder asks the owner to update the requester; an agent who did is that
-    update (the agent's domain is the team's)."""
+    update (the agent's domain is the team's). A question leaves the ball with the
+    requester (check-in, no reminder at all); news alone leaves it with the team."""
     story = Story(tmp_path, mailbox, smtp_server, T0,
                   settings={"team": {"domains": ["example.com"]}})
     story.run((timedelta(0), vague()))
     story.run((timedelta(hours=1), ann_replies(story, DETAILS, 1)))
     assert story.kinds() == ["ask_info", "forward", "forwarded"]
     notice = story.last("forwarded")
+    body = "Hi Ann, our product team reproduced it; a fix is on its way this week."
     agent = compose_new(
         sender="Jo Agent <jo@example.com>", to=ANN, cc=f"Acme Support <{SUPPORT}>",
         subject=f"Re: {notice['Subject']}", message_id="<jo.2@example.com>", when=story.now,
         in_reply_to=str(notice["Message-ID"]),
-        body="Hi Ann, our product team reproduced it; a fix is on its way this week.")
+        body=body + (" Does clearing the browser cache help meanwhile?" if asks else ""))
     story.run((timedelta(hours=3), agent))
-    story.wait(timedelta(days=3))
+    # past the reminder the forward scheduled (48 h after it), short of 48 h after Jo
+    story.wait(timedelta(hours=47))
 
     assert "assigned_reminder" not in story.kinds()
     assert "relay" not in story.kinds()  # Jo is not the requester: nothing relayed as hers
+    assert story.kinds()[3:] == (["check_in"] if asks else [])
     with story.store() as store:
         assert any("jo@example.com" in a.detail for a in store.activity(1))
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.owner == PRODUCT
+        assert ticket.state == ("waiting" if asks else "forwarded")
+    if asks:
+        story.wait(timedelta(days=2))
+        assert "assigned_reminder" not in story.kinds()
+
 
 def test_three_quick_replies_get_one_message(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
