@@ -34,8 +34,9 @@ from bot.rules.decide import decide
 from bot.rules.ownwords import read_own_words
 from bot.rules.ruleset import RuleSet
 from bot.rules.team import Team
-from bot.vocab import ActionKind, MessageKind, TicketState
+from bot.vocab import CONVERSATION_TEMPLATES, ActionKind, MessageKind, TicketState
 
+ASK_AGAIN, ACK_UPDATE, TRIAGE_NOTICE = CONVERSATION_TEMPLATES
 UPDATE_NOTICE_EVERY = timedelta(hours=24)  # "your update reached the owner", at most
 # An out-of-office reply whose robot headers a relay stripped still reads like one; only
 # short replies count, so a person who mentions their holiday in a real answer is heard.
@@ -185,7 +186,7 @@ def decide_again(conversation: Message, ticket: TicketFacts, *, ruleset: RuleSet
     elif ActionKind.ASK_INFO in kinds:
         decision = _ask_again(decision, ticket.asks)
     elif ActionKind.ACKNOWLEDGE in kinds:
-        decision = _retemplate(decision, ActionKind.ACKNOWLEDGE, "acknowledge-update")
+        decision = _retemplate(decision, ActionKind.ACKNOWLEDGE, ACK_UPDATE)
     return ReplyPlan(Handling.DECIDE_AGAIN, Side.REQUESTER, reason, sender,
                      decision=decision, words=words)
 
@@ -223,12 +224,12 @@ def _to_triage(decision: Decision, ruleset: RuleSet, why: str) -> Decision:
     to = requester_actions[0].to if requester_actions else ()
     others = tuple(a for a in decision.actions if a not in requester_actions)
     if target is None:  # nobody to hand it to: acknowledge, the team's queue has it
-        ack = Action(ActionKind.ACKNOWLEDGE, to, "acknowledge-update", "triage")
+        ack = Action(ActionKind.ACKNOWLEDGE, to, ACK_UPDATE, "triage")
         return replace(decision, actions=(*others, ack), trace=(
             *decision.trace, TraceStep("triage", True, f"{why}; no owners.triage and no "
                                        "on-call: acknowledged for the team's queue")))
     forward = Action(ActionKind.FORWARD, (target,), "forward", "triage",
-                     notice_template="forwarded-triage")
+                     notice_template=TRIAGE_NOTICE)
     return replace(decision, actions=(forward, *others), owner=target, followup=False,
                    trace=(*decision.trace, TraceStep("triage", True, f"{why}: handed to "
                                                      f"{target}")))
@@ -237,7 +238,7 @@ def _to_triage(decision: Decision, ruleset: RuleSet, why: str) -> Decision:
 def _ask_again(decision: Decision, asks: int) -> Decision:
     if asks == 0:
         return decision
-    return _retemplate(decision, ActionKind.ASK_INFO, "ask_again")
+    return _retemplate(decision, ActionKind.ASK_INFO, ASK_AGAIN)
 
 
 def _retemplate(decision: Decision, kind: ActionKind, template: str) -> Decision:

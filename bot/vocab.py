@@ -232,3 +232,8 @@ REPLY_STATUSES: frozenset[HelpScoutStatus] = frozenset(
     s.helpscout_status for s in KINDS.values() if s.helpscout_status is not None)
 REQUESTER_KINDS: frozenset[MessageKind] = frozenset(k for k, s in KINDS.items() if s.to_requester)
 ALERT_KINDS: frozenset[MessageKind] = frozenset(k for k, s in KINDS.items() if s.alert)
+
+
+# Templates the conversation after the first message names (bot.conversation): a second
+# request for details, the acknowledgement of an update, the hand-over to a person.
+CONVERSATION_TEMPLATES: tuple[str, ...] = ("ask_again", "acknowledge-update", "forwarded-triage")

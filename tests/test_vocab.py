@@ -16,6 +16,7 @@ from bot.rules import cases, load, schema
 from bot.tickets import awaiting_requester, next_state
 from bot.vocab import (
     ALERT_KINDS,
+    CONVERSATION_TEMPLATES,
     KINDS,
     REPLY_STATUSES,
     REQUESTER_ACTIONS,
@@ -49,7 +50,9 @@ def test_each_kinds_default_template_ships(kind: MessageKind) -> None:
 def test_the_templates_every_rules_file_needs_are_the_kinds_defaults() -> None:
     defaults = {spec(k).template for k in MessageKind} - {None}
     # an answer always names its template; the report's is needed only with settings.report
-    assert set(load.REQUIRED_TEMPLATES) == defaults - {"answer", "report"}
+    # ... and those the conversation after the first message names
+    assert set(load.REQUIRED_TEMPLATES) == (defaults - {"answer", "report"}
+                                            | set(CONVERSATION_TEMPLATES))
 
 
 @pytest.mark.parametrize("kind", list(MessageKind))

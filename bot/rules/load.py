@@ -25,7 +25,7 @@ from bot.rules.match import compile_condition
 from bot.rules.ruleset import Defaults, ReportSchedule, Rule, RuleSet, RuleSettings
 from bot.rules.yamlfile import YamlDocument, YamlSyntaxError, read_text
 from bot.templates import Templates
-from bot.vocab import ActionKind, MessageKind, Priority, spec
+from bot.vocab import CONVERSATION_TEMPLATES, ActionKind, MessageKind, Priority, spec
 
 
 def _template_of(kind: MessageKind) -> str:
@@ -39,7 +39,8 @@ def _template_of(kind: MessageKind) -> str:
 REQUIRED_TEMPLATES = tuple(_template_of(k) for k in (
     MessageKind.ACKNOWLEDGE, MessageKind.ASK_INFO, MessageKind.FORWARD, MessageKind.FORWARDED,
     MessageKind.ALERT, MessageKind.CHECK_IN, MessageKind.CLOSURE, MessageKind.ASSIGNED_REMINDER,
-    MessageKind.FIRST_RESPONSE_OVERDUE, MessageKind.OWNER_REPLY, MessageKind.UPDATE_RELAYED))
+    MessageKind.FIRST_RESPONSE_OVERDUE, MessageKind.OWNER_REPLY, MessageKind.UPDATE_RELAYED,
+)) + CONVERSATION_TEMPLATES
 DEFAULT_TEMPLATE = {str(a): _template_of(MessageKind(a))
                     for a in (ActionKind.ACKNOWLEDGE, ActionKind.ASK_INFO, ActionKind.FORWARD)}
 DEFAULT_NOTICE = _template_of(MessageKind.FORWARDED)

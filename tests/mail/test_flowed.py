@@ -31,4 +31,5 @@ def test_any_text_reads_back_as_written(paragraphs: list[str]) -> None:
     out = flowed(text)
     assert unflow(out) == text
     for line in out.split("\n"):
-        assert len(line) <= FLOWED_WIDTH + 1 or " " not in line.strip()
+        # a soft break's space and a stuffing space may come on top of the width
+        assert len(line) <= FLOWED_WIDTH + 2 or " " not in line.strip()
