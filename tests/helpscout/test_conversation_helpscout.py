@@ -165,3 +165,44 @@ def test_an_agents_reply_on_a_forwarded_conversation_is_never_relayed(
     _, activity, outbox = ticket_of(settings, fake, conv)
     assert "relay" not in {r.kind for r in outbox}
     assert [a for a in activity if a.action == "requester replied"] == replied
+
+
+def test_still_vague_twice_is_assigned_to_the_triage_user(tmp_path: Path, hs: HS) -> None:
+    fake, clock, _ = hs
+    ana = 11
+    settings, conv = asked(tmp_path, hs, {"owners": {"triage": str(ana)}})
+    for words in ("still not working", "Still not working. Please help"):
+        clock.advance(timedelta(hours=1))
+        fake.add_customer_reply(conv, words)
+        cycles(settings, clock, [timedelta(minutes=1)])
+
+    replies = ours(fake, conv)
+    assert len(replies) == 3  # the ask, the second ask, "a person is looking at it"
+    assert "browser" in replies[1]["body"]  # the second ask names what is still missing
+    assert fake.conversation(conv).get("assignee", {}).get("id") == ana
+    assert len(ours(fake, conv, "note")) == 1
+    ticket, _, _ = ticket_of(settings, fake, conv)
+    assert (ticket.state, ticket.owner) == ("forwarded", str(ana))
+    cycles(settings, clock, [timedelta(hours=6)] * 12)
+    assert len(ours(fake, conv)) == 3  # never a third request for details
+
+
+def test_three_quick_customer_threads_get_one_reply(tmp_path: Path, hs: HS) -> None:
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs)
+    steps = []
+    for words in ("It's the editor.", "When I click Save the page goes blank.",
+                  "Every time, Chrome on Windows 11."):
+        clock.advance(timedelta(minutes=1))
+        fake.add_customer_reply(conv, words)
+        cycles(settings, clock, [timedelta(seconds=5)])
+        steps.append(len(ours(fake, conv)))
+    assert steps == [1, 1, 1]  # nothing yet: the quiet window after the ask
+    cycles(settings, clock, [timedelta(minutes=3), T0 + timedelta(minutes=10) - clock.now()
+                             - timedelta(minutes=3)])
+    assert clock.now() == T0 + timedelta(minutes=10)
+    assert len(ours(fake, conv)) == 2
+    cycles(settings, clock, [timedelta(minutes=10)] * 6)
+    assert len(ours(fake, conv)) == 2
+    ticket, _, _ = ticket_of(settings, fake, conv)
+    assert (ticket.state, ticket.owner) == ("forwarded", "product-support@example.com")
