@@ -11,7 +11,7 @@ import pytest
 
 from bot.mail.automated import detect_automated
 from bot.mail.parse import parse_message
-from tests.reliability.wider import WIDER, Entry, entries, run_wider
+from tests.reliability.wider import WIDER, Entry, entries, robots_written_to, run_wider
 
 
 def test_every_message_has_provenance_and_a_file() -> None:
@@ -30,6 +30,7 @@ def test_robots_ignored_people_answered_critical_only_for_deliverability(
         tmp_path: Path) -> None:
     results = run_wider(tmp_path)
     assert [r.problem() for r in results if not r.ok] == []
+    assert robots_written_to(tmp_path) == []
     assert {r.entry.category for r in results} >= {
         "dmarc-aggregate", "tls-report", "abuse-complaint", "delayed-delivery",
         "challenge-response", "robot-sender", "auto-reply-subject", "repeated-header",

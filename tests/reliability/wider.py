@@ -21,6 +21,7 @@ import yaml
 
 from bot.clock import FakeClock
 from bot.mail.addresses import reply_recipient
+from bot.mail.automated import is_robot_sender
 from bot.mail.parse import parse_message
 from bot.runtime import open_worker
 from bot.store import Store
@@ -98,6 +99,13 @@ def _cycle(workdir: Path, rules: Path) -> Path:
     with quiet_logs():
         asyncio.run(go())
     return settings.state_path
+
+
+def robots_written_to(workdir: Path) -> list[str]:
+    """Every robot address (no-reply@, mailer-daemon@, ...) the outboxes of a run wrote to."""
+    return sorted({a.addr_spec.lower() for outbox in workdir.glob("group*/outbox")
+                   for mail in outbox_mail(outbox) for a in mail.message["To"].addresses
+                   if is_robot_sender(a.addr_spec.lower())})
 
 
 def run_wider(workdir: Path) -> list[Result]:
