@@ -34,7 +34,7 @@ from bot.rules.decide import decide
 from bot.rules.ownwords import read_own_words
 from bot.rules.ruleset import RuleSet
 from bot.rules.team import Team
-from bot.vocab import CONVERSATION_TEMPLATES, ActionKind, MessageKind, TicketState
+from bot.vocab import CONVERSATION_TEMPLATES, ActionKind, MessageKind, TicketState, spec
 
 ASK_AGAIN, ACK_UPDATE, TRIAGE_NOTICE = CONVERSATION_TEMPLATES
 UPDATE_NOTICE_EVERY = timedelta(hours=24)  # "your update reached the owner", at most
@@ -111,11 +111,17 @@ def our_kind(message_ids: tuple[str, ...], ticket_id: int) -> MessageKind | None
 
 
 def side_of(msg: Message, ticket: TicketFacts, team: Team) -> Side:
+    """The team's side: a team address, or anyone answering mail only the team received (a
+    forward to an owner that is a list or alias is answered from a member's own address;
+    our Message-IDs carry 64 random bits, so only its recipients can thread under one)."""
     sender = msg.from_addr.lower()
     requester = ticket.requester.lower()
     if sender == requester or (reply_recipient(msg) or "").lower() == requester:
         return Side.REQUESTER
     if team.is_team(sender):
+        return Side.TEAM
+    answers = our_kind((*msg.references, *msg.in_reply_to), ticket.id)
+    if answers is not None and not spec(answers).to_requester:
         return Side.TEAM
     return Side.REQUESTER  # the requester's colleagues, and anyone else they involve
 

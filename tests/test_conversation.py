@@ -176,3 +176,15 @@ def test_the_conversation_reads_each_message_on_its_own() -> None:
     whole = conversation_message(first, [mail(DETAILS + "\n\n> help")])
     assert "help" in whole.text and DETAILS in whole.text
     assert "sent from the road" not in whole.text and "> help" not in whole.text
+
+
+def test_whoever_answers_mail_only_the_team_received_is_the_team(ruleset: RuleSet) -> None:
+    """An owner that is a list: a member answers the forward from their own address."""
+    msg = mail("Fixed in today's release.", sender="pat@lists.example",
+               in_reply_to=("<sb.7.forward.0123abcd@example.com>",))
+    p = plan(msg, OWNED, ruleset)
+    assert (p.side, p.handling) == (Side.TEAM, Handling.OWNER_ANSWER)
+    # ... but threading under what the requester received proves nothing
+    msg = mail("Me too!", sender="eve@elsewhere.example",
+               in_reply_to=("<sb.7.forwarded.0123abcd@example.com>",))
+    assert plan(msg, OWNED, ruleset).side == Side.REQUESTER

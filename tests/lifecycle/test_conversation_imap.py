@@ -172,9 +172,6 @@ def test_the_owners_answer_reaches_the_requester(
     story.assert_threads_well()
 
 
-
-@pytest.mark.xfail(strict=True, reason="a reply to our forward from a member of the owner's "
-                   "list is taken for the requester's (/work/prompts/stories-findings.md #4)")
 def test_a_list_members_answer_to_the_forward_reaches_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     """Owners are often lists: the forward goes to product-support@, Pat answers it from her
