@@ -12,6 +12,8 @@ import json
 import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,7 @@ from tests.conversation_helpers import (
     text_of,
 )
 from tests.crash_helpers import KILLS, run_killed
+from tests.imap_helpers import crlf
 from tests.servers.dovecot import Mailbox
 from tests.servers.smtp import SmtpServer
 
@@ -186,6 +189,37 @@ def test_a_list_members_answer_to_the_forward_reaches_the_requester(
     with story.store() as store:
         assert not [a for a in store.activity(1) if a.action == "requester replied"
                     and a.actor == "pat@example.com"]
+
+
+@pytest.mark.xfail(strict=True, reason="the owner's attachment is dropped from owner_reply "
+                   "(/work/prompts/stories-findings.md #6)")
+def test_the_owners_attachment_reaches_the_requester(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    raw = compose_reply(story.last("forward"), sender=f"Pat Product <{PRODUCT}>",
+                        body="We fixed it; the corrected invoice is attached.",
+                        message_id="<pat.1@example.com>", when=story.now)
+    answer = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(answer, EmailMessage)
+    answer.add_attachment(b"%PDF-1.4 a corrected invoice", maintype="application",
+                          subtype="pdf", filename="invoice-1234.pdf")
+    story.run((timedelta(hours=2), crlf(answer.as_bytes())))
+
+    reply = story.last("owner_reply")
+    assert [a.get_filename() for a in reply.iter_attachments()] == ["invoice-1234.pdf"]
+
+
+@pytest.mark.xfail(strict=True, reason="update_relayed follows the forwarded notice within "
+                   "ack_quiet (/work/prompts/stories-findings.md #5)")
+def test_an_addition_right_after_the_notice_gets_no_second_message(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """The notice said "just reply, it will reach them": an addition two minutes later goes
+    to the owner, and Ann hears nothing more in that quiet window."""
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    story.run((timedelta(minutes=2), ann_replies(story, "Also, Firefox does the same.", 2,
+                                                 to="forwarded")),
+              (timedelta(minutes=10), None))
+    assert story.kinds()[3:] == ["relay"]
 
 def test_an_agent_of_the_team_domain_writing_to_the_requester_is_not_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
