@@ -137,3 +137,13 @@ def test_quarantined_mail_is_logged_at_warning_with_its_reason(
     logs = run_cycles(smtp_settings(tmp_path, smtp_server), FakeClock(T0))
     (line,) = events(logs, "message quarantined")
     assert line["log_level"] == "warning" and "empty message" in line["reason"]
+
+
+def test_follow_ups_leave_a_line_when_scheduled_and_when_their_mail_goes(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    deliver(tmp_path / "inbox", make_mail(subject="broken", body="it is broken again",
+                                          message_id="<v1@customer.example>"), T0)
+    logs = run_cycles(smtp_settings(tmp_path, smtp_server), FakeClock(T0), 25 * 3600)
+    (scheduled,) = events(logs, "follow-up scheduled")
+    assert scheduled["ticket"] == 1 and scheduled["kind"] == "check_in"
+    assert [e["kind"] for e in events(logs, "sent")] == ["ask_info", "check_in"]

@@ -65,6 +65,8 @@ class Lifecycle:
         self.store.add_timer(key=f"t{ticket.id}:check_in:{trigger}", ticket_id=ticket.id,
                              kind=TimerKind.CHECK_IN, due_at=due, now=now)
         self.store.log(now, ticket.id, "scheduled", f"check-in due {due.isoformat()}")
+        log.info("follow-up scheduled", ticket=ticket.id, kind=TimerKind.CHECK_IN,
+                 due=due.isoformat())
 
     def ticket_acted(self, ticket: Ticket, decision: Decision, now: datetime,
                      ruleset: RuleSet, trigger: str = "opened") -> None:
@@ -185,6 +187,8 @@ class Lifecycle:
         detail = f"from {msg.from_addr} (was {was}); {plan.handling}"
         if cancelled:
             detail += f"; {cancelled} follow-up(s) cancelled"
+            log.info("follow-ups cancelled", ticket=ticket.id, count=cancelled,
+                     why="the requester replied")
         self.store.log(now, ticket.id,
                        "reopened" if was == TicketState.CLOSED else "requester replied",
                        detail, actor=msg.from_addr)
