@@ -87,6 +87,8 @@ _DMARC_SUBJECT = re.compile(
     r"^(?:\[[^\]]{0,40}\]\s*)?report\s+domain\s*:\s*\S+.*?\b(?:submitter|report-id)\s*:",
     re.IGNORECASE)
 _TMDA_MSGID = re.compile(r"-tmda-confirm>$", re.IGNORECASE)
+# A person passing a report on: Re:, Fwd:, and their German, French, Spanish, Nordic kin.
+_PASSED_ON = re.compile(r"^\s*(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw)\s*:", re.IGNORECASE)
 _LIST_ID = re.compile(r"<([^<>\s]+)>")
 # How delivery reports and auto-replies open, used only where a message has no headers.
 _ROBOT_OPENING = re.compile(
@@ -327,9 +329,12 @@ def _report_structure(msg: Message) -> str | None:
         return f"multipart/report ({msg.report_type})" if msg.report_type else "multipart/report"
     if msg.content_type in _REPORT_TYPES:
         return f"{msg.content_type} message"
+    passed_on = _PASSED_ON.match(msg.subject) is not None
     for attachment in msg.attachments:
         if attachment.content_type in _REPORT_TYPES:
             return f"{attachment.content_type} part"
+        if passed_on:
+            continue  # "Fwd: what does this DMARC report mean?": a person with a question
         if attachment.content_type in _REPORT_ATTACHMENT_TYPES:
             return f"SMTP TLS report ({attachment.content_type} part)"
         if attachment.filename and _DMARC_FILENAME.match(attachment.filename.strip()):
