@@ -221,6 +221,22 @@ def test_an_addition_right_after_the_notice_gets_no_second_message(
               (timedelta(minutes=10), None))
     assert story.kinds()[3:] == ["relay"]
 
+
+@pytest.mark.xfail(strict=True, reason="a [#N] tag from the team does not join ticket N "
+                   "(/work/prompts/stories-findings.md #8)")
+def test_the_owners_answer_without_threading_headers_still_reaches_the_requester(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Some clients drop In-Reply-To and References; the subject keeps the ticket's tag."""
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    answer = compose_new(sender=f"Pat Product <{PRODUCT}>", to=SUPPORT,
+                         subject=f"Re: {story.last('forward')['Subject']}", body=OWNER_WORDS,
+                         message_id="<pat.1@example.com>", when=story.now)
+    story.run((timedelta(hours=2), answer))
+
+    assert story.kinds()[3:] == ["owner_reply"]
+    with story.store() as store:
+        assert store.tickets_by_state() == {"waiting": 1}
+
 def test_an_agent_of_the_team_domain_writing_to_the_requester_is_not_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     story = Story(tmp_path, mailbox, smtp_server, T0,
