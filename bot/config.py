@@ -82,6 +82,7 @@ class Settings:
     ca_file: Path | None = None
     tls_insecure: bool = False
     backfill_hours: float = 24.0
+    retention_days: float = 90.0  # raw mail older than this is pruned; 0 keeps it for ever
     alert_webhook_url: str | None = field(default=None, repr=False)
     metrics_port: int | None = None
     health_max_age_seconds: float = 300.0
@@ -318,6 +319,7 @@ def load_settings(
         ca_file=ca_file,
         tls_insecure=e.flag("TLS_INSECURE"),
         backfill_hours=e.number("BACKFILL_HOURS", 24.0),
+        retention_days=e.number("RETENTION_DAYS", 90.0),
         alert_webhook_url=webhook,
         metrics_port=e.port("METRICS_PORT", None),
         health_max_age_seconds=e.number("HEALTH_MAX_AGE_SECONDS", 300.0, minimum=1.0),

@@ -113,14 +113,15 @@ class Planner:
         # the team's answer to a team message comes back to us, so it reaches the requester
         reply_to = None if to_requester else self.settings.from_header
         recipients, suppressed = self._screen(to, to_requester=to_requester, now=now)
+        attached = (original.raw if original is not None and spec(kind).attach_original
+                    else None)
         try:
             payload = compose(
                 kind=kind, from_header=self.settings.from_header, to=recipients or to,
                 subject=subject, text=rendered.text, html=rendered.html,
                 message_id=message_id, date=now, in_reply_to=in_reply_to,
                 references=references, auto_submitted=auto, reply_to=reply_to,
-                attach_original=(original.raw if original is not None
-                                 and spec(kind).attach_original else None),
+                attach_original=attached,
                 extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
             )
         except ComposeError as exc:  # e.g. no valid address: recorded, never a crash
@@ -133,7 +134,7 @@ class Planner:
             idem_key=key, ticket_id=ticket.id, kind=kind, channel=self.mail_channel,
             message_id=message_id, envelope_from=self.settings.from_addr,
             recipients=recipients, payload=payload, now=now, rule=rule, status=status,
-            error=error)
+            error=error, original=attached)
         if outbox_id is None:
             return []
         self.store.add_thread_id(message_id, ticket.id)

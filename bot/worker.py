@@ -32,6 +32,7 @@ from bot.outbox import Outbox, SentFolder
 from bot.pipeline import Outcome, Pipeline
 from bot.plan import Planner
 from bot.rebuild.run import Rebuild
+from bot.retention import maybe_prune
 from bot.rules.team import Team
 from bot.sources.base import Batch, Inbound, Rereads, Source
 from bot.store import Store
@@ -165,6 +166,7 @@ class Worker:
             if maybe_send_report(self.store, self.planner, self.clock.now(), ruleset, templates):
                 report.timers.append(("report", 0))
             await self._flush(report)
+            maybe_prune(self.store, self.clock.now(), self.settings.retention_days)
         now = self.clock.now()
         health.rules_reloaded(self.store, self.rules.last_reload_ok, self.rules.last_errors, now)
         with self.store.transaction():

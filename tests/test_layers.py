@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # (decision or due timer -> outbox rows), the lifecycle that plans, and ingestion
     # (source item -> ledger -> ticket), which calls them all.
     ("core leaves", ("bot.tickets", "bot.conversation", "bot.expand", "bot.outbox",
-                     "bot.reports", "bot.health")),
+                     "bot.reports", "bot.health", "bot.retention")),
     ("core: plan", ("bot.plan",)),
     ("core: lifecycle", ("bot.lifecycle.*",)),
     ("core: ingest", ("bot.pipeline",)),

@@ -18,6 +18,7 @@ CHUNK = 500
 TABLES: tuple[tuple[str, str], ...] = (
     ("cursors", "key"),
     ("meta", "key"),
+    ("blobs", "hash"),
     ("tickets", "id"),
     ("messages", "id"),
     ("thread_ids", "message_id"),

@@ -195,6 +195,23 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX leases_holder ON leases(holder);
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     """),
+    # 5: large mail kept once (a forward carries the requester's message, which the ledger
+    #    also keeps), and raw bodies that can be pruned (SUPPORTBOT_RETENTION_DAYS)
+    Migration("""
+    CREATE TABLE blobs (
+        hash TEXT PRIMARY KEY,
+        data BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN raw_hash TEXT;
+    ALTER TABLE outbox ADD COLUMN original_hash TEXT;
+    ALTER TABLE outbox ADD COLUMN original_at INTEGER;
+    ALTER TABLE outbox ADD COLUMN original_len INTEGER;
+    ALTER TABLE outbox ADD COLUMN original_crlf INTEGER;
+    CREATE INDEX messages_raw_hash ON messages(raw_hash);
+    CREATE INDEX outbox_original_hash ON outbox(original_hash);
+    """),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

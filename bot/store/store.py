@@ -12,9 +12,12 @@ are *claimed* (`SELECT ... FOR UPDATE SKIP LOCKED`) and sources are read under a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -32,10 +35,20 @@ from bot.store.rows import (
     TimerRow,
     UndeliverableRow,
     pack_raw,
+    unpack_raw,
 )
 from bot.vocab import OutboxStatus, TicketState, TimerStatus
 
 WORKER_LEASE = "worker:"  # + holder: the lease that says a worker is alive
+# Raw mail this large is kept once, in `blobs`, however many rows carry it (the ledger, a
+# forward, a relay): a forwarded 31 MB message used to add 63 MB to the store.
+BLOB_MIN = 64 * 1024
+_NEWLINES = re.compile(rb"\r\n|\r|\n")
+_RAW = ("coalesce(m.raw, (SELECT b.data FROM blobs b WHERE b.hash = m.raw_hash)) AS raw")
+
+
+def _crlf(data: bytes) -> bytes:
+    return _NEWLINES.sub(b"\r\n", data)
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -174,14 +187,16 @@ class Store:
         uidvalidity: int | None = None, uid: int | None = None,
         conversation_id: int | None = None, thread_id: int | None = None,
     ) -> int:
+        raw_hash = self._put_blob(raw, now) if raw is not None and len(raw) >= BLOB_MIN else None
         row = self.db.one(
             "INSERT INTO messages(ref, source, folder, uidvalidity, uid, conversation_id,"
             " thread_id, message_id, content_hash, from_addr, subject, received_at, recorded_at,"
-            " ticket_id, status, reason, raw, summary)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            " ticket_id, status, reason, raw, raw_hash, summary)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (ref, source, folder, uidvalidity, uid, conversation_id, thread_id, message_id,
              content_hash, from_addr, subject[:500], to_iso(received_at), to_iso(now), ticket_id,
-             status, reason, pack_raw(raw), json.dumps(summary) if summary else None),
+             status, reason, None if raw_hash else pack_raw(raw), raw_hash,
+             json.dumps(summary) if summary else None),
         )
         assert row is not None
         return Cols(row).num("id")
@@ -190,7 +205,7 @@ class Store:
         """Ticket-opening messages since ``since``, with what replay needs to re-decide them."""
         cols = ", ".join(f"m.{c.strip()}" for c in LedgerEntry.COLUMNS.split(","))
         rows = self.db.rows(
-            f"SELECT {cols}, m.raw, m.summary FROM messages m JOIN tickets t ON t.id = m.ticket_id"
+            f"SELECT {cols}, {_RAW}, m.summary FROM messages m JOIN tickets t ON t.id = m.ticket_id"
             " WHERE m.status = 'ticket' AND m.received_at >= ? ORDER BY m.id", (to_iso(since),))
         return [LedgerMessage.of(r) for r in rows]
 
@@ -212,9 +227,10 @@ class Store:
 
     def conversation_rows(self, ticket_id: int) -> list[LedgerMessage]:
         """The ticket's opening message and the replies on it, with their content, in order."""
+        cols = ", ".join(f"m.{c.strip()}" for c in LedgerEntry.COLUMNS.split(","))
         return [LedgerMessage.of(r) for r in self.db.rows(
-            f"SELECT {LedgerEntry.COLUMNS}, raw, summary FROM messages WHERE ticket_id = ?"
-            " AND status IN ('ticket', 'reply') ORDER BY id", (ticket_id,))]
+            f"SELECT {cols}, {_RAW}, m.summary FROM messages m WHERE m.ticket_id = ?"
+            " AND m.status IN ('ticket', 'reply') ORDER BY m.id", (ticket_id,))]
 
     def message_counts(self) -> dict[str, int]:
         return _counts(self.db.rows(
@@ -309,20 +325,110 @@ class Store:
         return [Ticket.of(r) for r in self.db.rows(
             "SELECT * FROM tickets WHERE created_at >= ? ORDER BY created_at", (to_iso(since),))]
 
+    # -- large mail, kept once; retention ------------------------------------------------
+    def _put_blob(self, data: bytes, now: datetime) -> str:
+        key = hashlib.sha256(data).hexdigest()
+        self.db.run("INSERT INTO blobs(hash, data, size, created_at) VALUES (?,?,?,?)"
+                    " ON CONFLICT DO NOTHING", (key, pack_raw(data), len(data), to_iso(now)))
+        return key
+
+    def _blob(self, key: str) -> bytes:
+        row = self.db.one("SELECT data FROM blobs WHERE hash = ?", (key,))
+        data = None if row is None else unpack_raw(Cols(row).opt_blob("data"))
+        return data or b""
+
+    def _whole(self, rows: list[Row]) -> list[OutboxRow]:
+        """Outbox rows with the original they carry put back where it was cut out."""
+        out: list[OutboxRow] = []
+        originals: dict[str, bytes] = {}
+        for row in rows:
+            item = OutboxRow.of(row)
+            c = Cols(row)
+            key = c.opt_text("original_hash")
+            if key is not None:
+                original = originals.get(key)
+                if original is None:
+                    original = originals[key] = self._blob(key)
+                if c.opt_num("original_crlf"):
+                    original = _crlf(original)
+                at, length = c.num("original_at"), c.num("original_len")
+                item = replace(item, payload=item.payload[:at] + original[:length]
+                               + item.payload[at:])
+            out.append(item)
+        return out
+
+    def prune_raw(self, before: datetime) -> dict[str, int]:
+        """Raw bodies older than ``before`` go; the ledger rows, tickets, outbox rows (their
+        status, recipients, Message-ID) and the activity log stay. Mail still to be sent, or
+        held in quarantine for an operator, keeps its bytes. Returns what was pruned."""
+        cutoff = to_iso(before)
+        done = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.SUPPRESSED)
+        with self.transaction():
+            messages = self.db.run(
+                "UPDATE messages SET raw = NULL, raw_hash = NULL WHERE received_at < ?"
+                " AND (raw IS NOT NULL OR raw_hash IS NOT NULL)", (cutoff,))
+            outbox = self.db.run(
+                "UPDATE outbox SET payload = ?, original_hash = NULL, original_at = NULL,"
+                " original_len = NULL, original_crlf = NULL WHERE created_at < ?"
+                f" AND status IN ({_marks(done)})"
+                " AND (length(payload) > 0 OR original_hash IS NOT NULL)",
+                (b"", cutoff, *done))
+            quarantine = self.db.run(
+                "UPDATE quarantine SET raw = NULL WHERE at < ? AND status != 'held'"
+                " AND raw IS NOT NULL", (cutoff,))
+            blobs = self.db.run(
+                "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages m"
+                " WHERE m.raw_hash = blobs.hash) AND NOT EXISTS (SELECT 1 FROM outbox o"
+                " WHERE o.original_hash = blobs.hash)")
+        return {"messages": messages, "outbox": outbox, "quarantine": quarantine,
+                "blobs": blobs}
+
+    def raw_bytes(self) -> int:
+        """The bytes raw mail takes in the store, as stored (compressed where it is)."""
+        total = 0
+        for sql in ("SELECT coalesce(sum(length(raw)), 0) AS n FROM messages",
+                    "SELECT coalesce(sum(length(payload)), 0) AS n FROM outbox",
+                    "SELECT coalesce(sum(length(data)), 0) AS n FROM blobs",
+                    "SELECT coalesce(sum(length(raw)), 0) AS n FROM quarantine"):
+            row = self.db.one(sql)
+            total += 0 if row is None else Cols(row).num("n")
+        return total
+
     # -- outbox -------------------------------------------------------------------------
     def add_outbox(
         self, *, idem_key: str, ticket_id: int | None, kind: str, channel: str, message_id: str,
         envelope_from: str, recipients: Sequence[str], payload: bytes, now: datetime,
         rule: str | None = None, status: str = OutboxStatus.PENDING, error: str | None = None,
+        original: bytes | None = None,
     ) -> int | None:
-        """Plan a send; None when this idempotency key was planned before (never twice)."""
+        """Plan a send; None when this idempotency key was planned before (never twice).
+
+        ``original``: the requester's message as received, when ``payload`` carries it (a
+        forward, a relay). A large one is kept once, as the ledger keeps it, and the payload
+        without it; the row reads back whole. It is looked for as received and with its line
+        ends as on the wire (CRLF: mail read from a Maildir has bare LFs), each with and
+        without its last CRLF, which belongs to the boundary after a MIME part (RFC 2046).
+        """
+        hash_, at, length, crlf = None, None, None, None
+        if original is not None and len(original) >= BLOB_MIN:
+            wire = _crlf(original)
+            for part, normalised in ((original, 0), (original.removesuffix(b"\r\n"), 0),
+                                     (wire, 1), (wire.removesuffix(b"\r\n"), 1)):
+                found = payload.find(part)
+                if found >= 0:
+                    hash_, at, length, crlf = self._put_blob(original, now), found, len(part), \
+                        normalised
+                    payload = payload[:found] + payload[found + length:]
+                    break
         row = self.db.one(
             "INSERT INTO outbox(idem_key, ticket_id, kind, channel, message_id,"
             " envelope_from, recipients, payload, rule, status, last_error, created_at,"
-            " next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " next_attempt_at, original_hash, original_at, original_len, original_crlf)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT DO NOTHING RETURNING id",
             (idem_key, ticket_id, kind, channel, message_id, envelope_from,
-             json.dumps(list(recipients)), payload, rule, status, error, to_iso(now), to_iso(now)),
+             json.dumps(list(recipients)), payload, rule, status, error, to_iso(now), to_iso(now),
+             hash_, at, length, crlf),
         )
         if row is None:
             return None
@@ -335,7 +441,7 @@ class Store:
 
     def outbox_row(self, outbox_id: int) -> OutboxRow | None:
         row = self.db.one("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
-        return None if row is None else OutboxRow.of(row)
+        return None if row is None else self._whole([row])[0]
 
     def due_outbox(self, now: datetime, channels: Collection[str],
                    limit: int = 200) -> list[OutboxRow]:
@@ -352,10 +458,10 @@ class Store:
         names = sorted(set(channels))
         if not names:
             return []
-        return [OutboxRow.of(r) for r in self.db.rows(
+        return self._whole(self.db.rows(
             "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
             f" AND channel IN ({_marks(names)}) ORDER BY id LIMIT ?{claim}",
-            (to_iso(now), *names, limit))]
+            (to_iso(now), *names, limit)))
 
     def claim_outbox(self, now: datetime, channels: Collection[str], holder: str,
                      limit: int = 200) -> list[OutboxRow]:
@@ -381,11 +487,11 @@ class Store:
         the caller asks between its sends (a step that failed after sending left them).
         """
         with self.transaction():
-            rows = [OutboxRow.of(r) for r in self.db.rows(
+            rows = self._whole(self.db.rows(
                 "SELECT * FROM outbox o WHERE status = 'sending' AND (claimed_by IS NULL"
                 " OR claimed_by = ? OR NOT EXISTS (SELECT 1 FROM leases l"
                 " WHERE l.name = ? || o.claimed_by AND l.expires_at > ?))"
-                f" ORDER BY id{self.db.claim_clause}", (holder, WORKER_LEASE, to_iso(now)))]
+                f" ORDER BY id{self.db.claim_clause}", (holder, WORKER_LEASE, to_iso(now))))
             ids = [row.id for row in rows]
             if ids:
                 self.db.run(f"UPDATE outbox SET claimed_by = ? WHERE id IN ({_marks(ids)})",
@@ -400,8 +506,8 @@ class Store:
 
     def in_doubt_outbox(self) -> list[OutboxRow]:
         """Rows in 'sending': in flight now, or left by a crash (the server may have them)."""
-        return [OutboxRow.of(r) for r in self.db.rows(
-            "SELECT * FROM outbox WHERE status = 'sending' ORDER BY id")]
+        return self._whole(self.db.rows(
+            "SELECT * FROM outbox WHERE status = 'sending' ORDER BY id"))
 
     def retry_pending_now(self, now: datetime) -> int:
         """Every row waiting for a retry becomes due now (`supportbot outbox retry`)."""
