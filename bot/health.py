@@ -26,6 +26,7 @@ RULES_OK, RULES_ERRORS = "rules:last_reload_ok", "rules:last_errors"
 RULES_AT = "rules:last_reload_at"
 HEARTBEAT = "heartbeat"  # the last cycle that did everything it set out to do
 LAST_CYCLE = "last_cycle"  # the last cycle completed at all: a worker is alive
+CONFIGURED = "health:configured"  # the sources and channels the last worker ran with
 
 
 # -- what the worker records ----------------------------------------------------------------
@@ -167,15 +168,23 @@ def _part(part: HealthPart, name: str, record: PartRecord, now: datetime,
                    f"({plain_cause(record.error)})", since=record.failing_since, detail=detail)
 
 
+def configured(store: Store, sources: list[str], channels: list[str]) -> None:
+    """What the worker runs with: a part dropped from the configuration is no longer judged."""
+    with store.transaction():
+        store.set_meta(CONFIGURED, json.dumps({HealthPart.SOURCE: sorted(sources),
+                                               HealthPart.CHANNEL: sorted(channels)}))
+
+
 def assess(store: Store, now: datetime, *, failing_seconds: float,
-           heartbeat_max_age: float, sources: list[str] | None = None) -> Assessment:
+           heartbeat_max_age: float) -> Assessment:
     """Every part's finding, the failing ones first (the first is the headline)."""
     window = timedelta(seconds=failing_seconds)
+    running: dict[str, list[str]] = json.loads(store.get_meta(CONFIGURED) or "{}")
     findings: list[Finding] = []
     for part in (HealthPart.SOURCE, HealthPart.CHANNEL):
         for name, record in records(store, part).items():
-            if part == HealthPart.SOURCE and sources is not None and name not in sources:
-                continue  # a source no longer configured
+            if part in running and name not in running[part]:
+                continue  # e.g. the Maildir of a first try, before IMAP was configured
             findings.append(_part(part, name, record, now, window))
     findings.append(_rules(store, now))
     findings.append(_timers(store, now, window))

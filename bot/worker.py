@@ -115,6 +115,7 @@ class Worker:
         self.outbox = Outbox(store, channels, on_sent=self.lifecycle.message_sent,
                              sent_folder=sent_folder, holder=self.leases.holder)
         self._lease_keeper: asyncio.Task[None] | None = None
+        self._announced = False  # the parts this worker runs with are recorded for `health`
         self.rebuild = rebuild
         self.stop_event = asyncio.Event()
         self._reload_requested = False
@@ -144,6 +145,9 @@ class Worker:
         """One complete pass: drain every source, fire due timers, send everything due."""
         report = CycleReport()
         self._keep_leases()
+        if not self._announced:
+            health.configured(self.store, [s.name for s in self.sources], list(self.channels))
+            self._announced = True
         waiting = await self._rebuild_if_empty()
         # every cycle: another worker on the same database may have died with rows in flight
         await self.outbox.recover(self.clock.now())

@@ -212,3 +212,22 @@ def _fast_smtp(init):  # type: ignore[no-untyped-def]
         init(self, *args, **kwargs)
         self.backoff = 0.001
     return fast
+
+
+def test_a_part_no_longer_configured_is_not_judged(tmp_path: Path) -> None:
+    from bot import health
+    from bot.store import Store
+    from bot.vocab import HealthPart
+
+    store = Store(tmp_path / "state.db")
+    try:
+        health.failed(store, HealthPart.SOURCE, "maildir", ago(900), "first try, since replaced")
+        health.failed(store, HealthPart.SOURCE, "imap", ago(900), "login refused")
+        health.configured(store, ["imap"], ["smtp"])  # what the worker now runs with
+        verdict = health.assess(store, ago(0), failing_seconds=300, heartbeat_max_age=300)
+    finally:
+        store.close()
+    names = [(f.part, f.name) for f in verdict.findings]
+    assert ("source", "imap") in names and ("source", "maildir") not in names
+    cause = verdict.first_cause(unhealthy_only=True)
+    assert cause is not None and cause.name == "imap"
