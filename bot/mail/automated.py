@@ -102,7 +102,7 @@ _ROBOT_SENDER = re.compile(
     r"(?:mailer-?daemon|mail-?daemon|postmaster|post_master|mdaemon|fetchmail-daemon"
     r"|no[-_.]?reply(?:[-_+.][^@]*)?|do[-_.]?not[-_.]?reply(?:[-_+.][^@]*)?"
     r"|bounces?(?:[-+=.][^@]*)?|[^@]*-bounces?(?:\+[^@]*)?|[^@]*-request|owner-[^@]+"
-    r"|[^@]+-owner|listserv|majordomo|autoresponder|auto-?reply"
+    r"|[^@]+-owner|listserv|majordomo|autoresponder|auto-?reply|feedback-?loop|fbl|scomp"
     # the robot word at the end: googlealerts-noreply@, alerts_donotreply@, info.noreply@
     r"|[^@]*[-_.+](?:no[-_.]?reply|do[-_.]?not[-_.]?reply|auto-?reply|mailer-?daemon))(?:@|$)",
     re.IGNORECASE,
