@@ -206,3 +206,18 @@ def test_three_quick_customer_threads_get_one_reply(tmp_path: Path, hs: HS) -> N
     assert len(ours(fake, conv)) == 2
     ticket, _, _ = ticket_of(settings, fake, conv)
     assert (ticket.state, ticket.owner) == ("forwarded", "product-support@example.com")
+
+
+@pytest.mark.xfail(strict=True, reason="an agent's active reply leaves the bot's check-in and "
+                   "closure scheduled (/work/prompts/stories-findings.md #9)")
+def test_an_agents_active_reply_stops_the_bots_follow_ups(tmp_path: Path, hs: HS) -> None:
+    """After the bot's ask, an agent takes over ("looking into it now", status active): the
+    bot must not check in with the customer, nor close the conversation under the agent."""
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs)
+    clock.advance(timedelta(hours=2))
+    fake.add_agent_reply(conv, "Hi Chris, I'm looking into it now.", status="active")
+    cycles(settings, clock, [timedelta(minutes=1)] + [timedelta(hours=6)] * 12)
+
+    assert len(ours(fake, conv)) == 1  # the ask only
+    assert fake.conversation(conv)["status"] == "active"
