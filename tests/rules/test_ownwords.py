@@ -3,10 +3,17 @@ set aside; a bounce the person pasted or forwarded stays in."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+import structlog
+
+from bot.cli import main
 from bot.mail.parse import parse_message
 from bot.rules.match import Facts, compile_condition
 from bot.rules.ownwords import BASE64, FOOTER, FORWARDED, QUOTED, SIGNATURE, read_own_words
 from bot.rules.schema import Condition
+from tests.helpers import REPO
 
 UU = "begin 644 report.txt\n" + "M" + "X" * 60 + "\nM spf dkim dmarc " + "Y" * 44 + "\n`\nend"
 
@@ -105,3 +112,19 @@ def test_quote_headers_in_any_order_and_language_and_bylines() -> None:
         assert read_own_words(body).own == "Hi. I am fine.", body
     person = "Date: tomorrow\nSubject: billing\nPlease call me."
     assert read_own_words(person).own == person  # field-like lines, but no From: no quote
+
+
+def test_explain_json_names_what_was_set_aside(capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    eml = REPO / "tests" / "fixtures" / "wider" / "files" / "written-person-notes-uuencoded.eml"
+    try:
+        assert main(["explain", str(eml), "--json"]) == 0
+    finally:
+        structlog.reset_defaults()
+    out = json.loads(capsys.readouterr().out)
+    steps = {s["rule"]: s for s in out["trace"]}
+    assert out["priority"] != "critical"
+    assert "uuencoded attachment Head.jpg" in steps["own words"]["reason"]
+    assert "only in text they did not write: uuencoded attachment" in (
+        steps["deliverability"]["reason"])
