@@ -68,6 +68,8 @@ class AgentActions:
         cancelled = self.store.cancel_timers(
             ticket.id, (*FOLLOWUP_TIMERS, TimerKind.ASSIGNED_REMINDER), now)
         fields: dict[str, object] = {"last_visible_update_at": now} if replied else {}
+        if ticket.state == TicketState.CLOSED and not fields and not cancelled:
+            return  # already closed, nothing pending: old news
         if ticket.state != TicketState.CLOSED or fields:
             self.tickets.apply(ticket, TicketEvent.AGENT_CLOSED, now, **fields)
         how = "marked it as spam" if item.status == HelpScoutStatus.SPAM else "closed it"

@@ -244,7 +244,36 @@ class HelpScoutSource:
             # spam is nobody's ticket; only the people's changes to it are read
             if item is not None and not (spam and item.change is None):
                 items.append(item)
-        return items
+        ended = self._ended_without_thread(conversation, threads or [])
+        return [*items, ended] if ended is not None else items
+
+    def _ended_without_thread(self, conversation: dict[str, Any],
+                              threads: list[dict[str, Any]]) -> Inbound | None:
+        """The conversation's own status, read on every poll: closed or spam with no thread
+        saying so (an integration's write, a line item beyond the embedded threads) is still
+        an agent's change, dated by its `closedAt`, signed by its `closedByUser`."""
+        status = conversation.get("status")
+        conv_id = conversation.get("id")
+        if status not in (HelpScoutStatus.CLOSED, HelpScoutStatus.SPAM) \
+                or not isinstance(conv_id, int) \
+                or any(t.get("status") == status for t in threads):
+            return None
+        at = (parse_time(conversation.get("closedAt"))
+              or parse_time(conversation.get("userUpdatedAt")) or self.clock.now())
+        by = conversation.get("closedByUser") or {}
+        name = " ".join(str(by.get(k) or "") for k in ("first", "last")).strip()
+        stamp = at.strftime("%Y%m%dT%H%M%SZ")
+        message = Message(
+            source=SourceKind.HELPSCOUT, message_id=None,
+            from_addr=str(by.get("email") or "").lower(), from_name=name,
+            subject=str(conversation.get("subject") or ""), text=f"marked {status}",
+            received_at=at, mailbox_id=conversation.get("mailboxId"), conversation_id=conv_id,
+            conversation_number=conversation.get("number"),
+            content_hash=hashlib.sha256(f"status\0{conv_id}\0{status}\0{stamp}".encode())
+            .hexdigest())
+        return Inbound(source=SourceKind.HELPSCOUT, ref=f"helpscout:{conv_id}:{status}-{stamp}",
+                       received_at=at, message=message, author=Author.AGENT,
+                       status=HelpScoutStatus(status), change=LineItem.STATUS)
 
     # -- one thread -------------------------------------------------------------------------
     def _inbound_safely(self, conversation: dict[str, Any],

@@ -235,6 +235,21 @@ def test_notes_merges_workflows_and_drafts_are_not_messages(fields: dict[str, An
     assert source.inbound(payload("conversation"), _thread(**fields)) is None
 
 
+def test_a_closed_conversation_with_no_thread_saying_so_is_still_read_as_closed(
+        api: respx.MockRouter, clock: FakeClock) -> None:
+    body = payload("conversations-page-1")
+    conversation = body["_embedded"]["conversations"][0]
+    conversation.update(status="closed", closedAt="2026-11-16T09:30:00Z",
+                        closedByUser={"id": 12, "first": "Desmond", "last": "Reid",
+                                      "email": "desmond@support.example"})
+    api.get("/v2/conversations").mock(return_value=page(body))
+    (closed,) = [i for b in drain(clock) for i in b.items if i.change == LineItem.STATUS]
+    assert (closed.author, closed.status) == ("agent", "closed")
+    assert closed.ref == "helpscout:7001:closed-20261116T093000Z"
+    assert closed.message is not None and closed.message.from_name == "Desmond Reid"
+    assert closed.received_at == datetime(2026, 11, 16, 9, 30, tzinfo=UTC)
+
+
 @pytest.mark.parametrize("kind", ["chat", "phone"])
 def test_chat_and_phone_conversations_are_left_to_people(kind: str, api: respx.MockRouter,
                                                          clock: FakeClock) -> None:
@@ -281,14 +296,17 @@ def test_a_poll_after_our_reply_sees_it_as_ours_and_the_customers_answer(clock: 
         return first, second
 
     first, second = run(go())
-    (only,) = first[0].items
+    (only, spammed) = first[0].items
+    assert spammed.ref.startswith(f"helpscout:{spam}:spam-")
     assert only.author == "customer" and only.message is not None
     assert only.message.from_addr == "lee@example.com" and only.message.from_name == "Lee Park"
     seen = {i.ref: (i.author, i.status) for b in second for i in b.items}
     threads = fake.threads(conv)
     assert seen[f"helpscout:{conv}:{threads[1]['id']}"] == ("self", "pending")  # its own
     assert seen[f"helpscout:{conv}:{threads[2]['id']}"] == ("customer", "active")
-    assert all(f":{spam}:" not in ref for ref in seen)
+    # of a spam conversation only the people's changes (here: its status) are read
+    spam_refs = [i.ref for b in first + second for i in b.items if f":{spam}:" in i.ref]
+    assert spam_refs and all(f":{spam}:spam-" in ref for ref in spam_refs)
     assert mark(second[-1]) > Progress.decode(cursors["helpscout:42"]).watermark
 
 
