@@ -31,7 +31,7 @@ from tests.conversation_helpers import (
     compose_reply,
     text_of,
 )
-from tests.crash_helpers import KILLS, run_killed
+from tests.crash_helpers import KILLS, Kill, run_killed
 from tests.imap_helpers import crlf
 from tests.servers.dovecot import Mailbox
 from tests.servers.smtp import SmtpServer
@@ -400,13 +400,16 @@ def test_status_lists_a_stranded_ticket(tmp_path: Path, mailbox: Mailbox,
     finally:  # the command bound structlog to this test's captured stderr
         structlog.reset_defaults()
 
-def crash_through(story: Story, advance: timedelta, raw: bytes | None = None) -> None:
+def crash_through(story: Story, advance: timedelta, raw: bytes | None = None,
+                  kills: tuple[Kill, ...] = ("before-send", "after-send")) -> None:
     """One step of the story in worker processes SIGKILLed at each point of the cycle in
-    turn: before the planned messages go out, right after some went out, at its end."""
+    turn: before the planned messages go out, right after some went out (and, with "end",
+    after the whole cycle). The next step's first kill comes before its own sends, so every
+    step is also cut between cycles."""
     story.clock.advance(advance)
     if raw is not None:
         story.deliver(raw, team=story.is_team(raw))
-    for kill in KILLS:
+    for kill in kills:
         status = run_killed(story.env, story.now, kill, story.tmp)
         assert status == -signal.SIGKILL, (
             f"the {kill} kill did not happen (exit {status}):\n"
@@ -428,7 +431,7 @@ def test_sigkills_between_the_steps_lose_no_decision_and_repeat_no_message(
         story.last("forward"), sender=f"Pat Product <{PRODUCT}>", body=OWNER_WORDS,
         message_id="<pat.1@example.com>", when=story.now + timedelta(hours=2)))
     assert story.kinds() == ["ask_info", "forward", "forwarded", "owner_reply"]
-    crash_through(story, timedelta(hours=24, minutes=1))
+    crash_through(story, timedelta(hours=24, minutes=1), kills=KILLS)
 
     assert story.kinds() == ["ask_info", "forward", "forwarded", "owner_reply", "check_in"]
     per_id = Counter(str(m["Message-ID"]) for m in story.sent())
@@ -438,3 +441,22 @@ def test_sigkills_between_the_steps_lose_no_decision_and_repeat_no_message(
         assert ticket is not None and ticket.owner == PRODUCT
         assert store.outbox_counts() == {"sent": 5}
     story.assert_threads_well()
+
+
+
+def test_sigkills_around_the_quiet_window_give_one_decision(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Story 5 with SIGKILLs: the replies wait for the quiet window in the store (a worker
+    killed after each keeps that), and the one decision when it ends survives kills too."""
+    story = Story(tmp_path, mailbox, smtp_server, T0)
+    crash_through(story, timedelta(0), vague())
+    parts = ("It's the editor.", "When I click Save the page goes blank.",
+             "Every time, Chrome on Windows 11.")
+    for n, words in enumerate(parts, 1):
+        crash_through(story, timedelta(minutes=1), ann_replies(story, words, n), kills=("end",))
+    assert story.kinds() == ["ask_info"]
+    crash_through(story, timedelta(minutes=7), kills=KILLS)
+
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    assert set(Counter(str(m["Message-ID"]) for m in story.sent()).values()) == {1}
+    assert all(p in text_of(story.last("forward")) for p in ("the editor", "Chrome on Windows"))
