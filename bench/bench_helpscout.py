@@ -6,7 +6,8 @@ runs in seconds. The source reads the backlog; the channel acts on every new tic
 an acknowledgement (reply + priority tag) or, for a share of them, a forward (assign +
 internal note + reply to the requester + tags), exactly the operations the planner
 records. Prints units per ticket by action, throughput as a fraction of the limit
-(target >= 90%) and 429s received (target 0).
+(target >= 90%) and 429s received (target 0); then what a first start on a mailbox of
+5,000 old conversations plus 2 new ones costs in list calls.
 
     .venv/bin/python bench/bench_helpscout.py [--conversations 200] [--limit 400] [--window 4]
 """
@@ -125,6 +126,35 @@ async def run(conversations: int, limit: int, window: float, forward_every: int)
     print(f"  time spent pacing          {waited:.2f} s")
 
 
+async def first_start(old: int, new: int) -> None:
+    """A first start on a big old mailbox: what the bounded listing costs."""
+    fake = FakeHelpScout()
+    now = datetime.now(UTC)
+    for n in range(old):
+        fake.add_conversation(f"Old {n}", f"old{n}@example.com", "<p>An old question.</p>",
+                              created_at=now - timedelta(days=30, minutes=n))
+    for n in range(new):
+        fake.add_conversation(f"New {n}", f"new{n}@example.com", "<p>A new question.</p>",
+                              created_at=now - timedelta(minutes=5 + n))
+    with fake.serve() as base_url:
+        settings = HelpScoutSettings(app_id=fake.app_id, app_secret=fake.app_secret,
+                                     mailbox_id=fake.mailbox_id, base_url=base_url)
+        client = HelpScoutClient(settings)
+        source = HelpScoutSource(client, settings, Cursors(), poll_seconds=30,
+                                 clock=client.clock)
+        start = time.monotonic()
+        items = [i for b in [b async for b in source.batches()] for i in b.items]
+        elapsed = time.monotonic() - start
+        await client.aclose()
+    pages = fake.stats.by_endpoint["GET /v2/conversations"]
+    print(f"First start: {old:,} old conversations + {new} new "
+          f"(SUPPORTBOT_BACKFILL_HOURS=24)")
+    print(f"  list calls                 {pages} ({fake.stats.units} units in {elapsed:.2f} s; "
+          f"reading everything: {-(-(old + new) // 25):,} calls)")
+    read = {i.message.conversation_id for i in items if i.message}
+    print(f"  conversations read         {len(read)} (the new ones)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=200)
@@ -133,9 +163,12 @@ def main() -> None:
                         help="seconds per rate window (Help Scout: 60)")
     parser.add_argument("--forward-every", type=int, default=4,
                         help="every Nth ticket is a forward (default 4: a quarter)")
+    parser.add_argument("--old", type=int, default=5000,
+                        help="old conversations for the first-start figure")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     asyncio.run(run(args.conversations, args.limit, args.window, args.forward_every))
+    asyncio.run(first_start(args.old, 2))
 
 
 if __name__ == "__main__":
