@@ -97,6 +97,53 @@ def test_filters_pages_merges_and_deletions(served: tuple[FakeHelpScout, httpx.C
     assert http.post(f"/v2/conversations/{ids[0]}/notes", json={"text": "x"}).status_code == 404
     fake.delete(ids[2])
     assert http.get(f"/v2/conversations/{ids[2]}").status_code == 404
+    survivor = http.get(f"/v2/conversations/{ids[1]}", params={"embed": "threads"}).json()
+    kinds = [(t["type"], (t.get("action") or {}).get("type")) for t in
+             survivor["_embedded"]["threads"]]
+    assert ("lineitem", "merged") in kinds and kinds.count(("customer", None)) == 2
+    fake.token_ttl = 10**9  # the same token, 61 days on
+    clock.advance(61 * 86400)  # Help Scout forgets a merge after 60 days
+    assert http.get(f"/v2/conversations/{ids[0]}",
+                    follow_redirects=False).status_code == 404
+
+
+def test_people_close_and_assign_without_a_reply(served: tuple[FakeHelpScout, httpx.Client],
+                                                 clock: FakeClock) -> None:
+    fake, http = served
+    conv = fake.add_conversation("Help", "ann@example.com", "<p>?</p>")
+    fake.assign_by_agent(conv, 12, user_id=11)
+    fake.set_status(conv, "closed", user_id=11)
+    threads = http.get(f"/v2/conversations/{conv}/threads").json()["_embedded"]["threads"]
+    closed, assigned = threads[0], threads[1]  # newest first
+    assert (closed["type"], closed["status"], closed["action"]["type"]) == (
+        "lineitem", "closed", "changed-ticket-status")
+    assert closed["createdBy"]["id"] == 11 and "body" not in closed
+    assert assigned["action"]["type"] == "changed-ticket-assignee"
+    assert http.get(f"/v2/conversations/{conv}").json()["assignee"]["id"] == 12
+
+
+def test_the_budget_is_the_plans_over_a_sliding_window(clock: FakeClock) -> None:
+    assert FakeHelpScout(plan="standard").limit == 200
+    assert FakeHelpScout(plan="pro").limit == 800
+    with pytest.raises(ValueError, match="Free has no API"):
+        FakeHelpScout(plan="free")
+    fake = FakeHelpScout(clock=clock, limit=4, window_seconds=60)
+    with fake.serve() as base_url, httpx.Client(base_url=base_url) as http:
+        token = http.post("/v2/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": fake.app_id,
+            "client_secret": fake.app_secret}).json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        clock.set(clock.now().replace(second=50))
+        assert http.get("/v2/users").status_code == 200
+        assert http.get("/v2/users").status_code == 200
+        clock.advance(20)  # a new minute on the wall clock, not for a sliding window
+        assert http.get("/v2/users").status_code == 200
+        assert http.get("/v2/users").status_code == 200
+        limited = http.get("/v2/users")
+        assert limited.status_code == 429
+        assert limited.headers["X-RateLimit-Retry-After"] == "40"  # when the first two leave
+        clock.advance(40)
+        assert http.get("/v2/users").status_code == 200
 
 
 def test_expired_tokens_answer_401_and_the_client_recovers(clock: FakeClock) -> None:
