@@ -176,7 +176,8 @@ _DELAY_SUBJECT = re.compile(
     _TAG + r"(?:delivery status notification \(delay\)|(?:(?:message |mail )?delivery (?:is |has "
     r"been )?delayed|delivery notification: delivery has been delayed|delayed mail|warning: "
     r"(?:delayed mail|message delayed)|delivery warning report|mail delivery (?:warning|delayed)"
-    r"|zustellung verz[öo]gert|remise diff[ée]r[ée]e|entrega retrasada)" + _END + ")",
+    r"|(?:zustellung|übermittlung) verz[öo]gert|remise diff[ée]r[ée]e|entrega retrasada"
+    r"|vertraagde bezorging|recapito ritardato)" + _END + ")",
     re.IGNORECASE,
 )
 # Challenge-response subjects no person writes (SpamAssassin's VBounce rules).
