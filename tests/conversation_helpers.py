@@ -237,6 +237,18 @@ class Story:
             if who in ("requester", "bot>requester"):
                 chain.append(mid)
 
+    def assert_reads_well(self) -> None:
+        """Every bot message's plain text is format=flowed with no line longer than 78
+        characters (RFC 5322 2.1.1, RFC 3676): it wraps in any reader, and reflows."""
+        for msg in self.sent():
+            part = msg.get_body(("plain",))
+            assert isinstance(part, EmailMessage)
+            assert part.get_param("format") == "flowed", msg["X-Supportbot-Kind"]
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            long = [line for line in payload.decode().splitlines() if len(line) > 78]
+            assert not long, f"{msg['X-Supportbot-Kind']}: {long[:2]}"
+
     @contextmanager
     def store(self) -> Iterator[Store]:
         store = Store(self.settings.state)

@@ -122,6 +122,7 @@ def test_still_vague_twice_goes_to_triage_after_two_asks(
     story.wait(timedelta(days=3))
     assert story.kinds().count("ask_info") == 2  # never a third
     story.assert_threads_well()
+    story.assert_reads_well()
 
 
 def test_without_a_triage_owner_on_call_takes_the_still_vague_ticket(
@@ -173,6 +174,7 @@ def test_the_owners_answer_reaches_the_requester(
     assert "assigned_reminder" not in story.kinds()
     assert story.kinds().count("owner_reply") == 1
     story.assert_threads_well()
+    story.assert_reads_well()
 
 
 def test_a_list_members_answer_to_the_forward_reaches_the_requester(
@@ -321,6 +323,7 @@ def test_the_requesters_replies_reach_the_owner_and_the_owners_answers_reach_her
     assert story.kinds()[-2:] == ["relay", "update_relayed"]  # a day later: told again
     assert story.kinds().count("owner_reply") == 1
     story.assert_threads_well()
+    story.assert_reads_well()
 
 
 @pytest.mark.parametrize("asks", [False, True], ids=["update", "question"])
