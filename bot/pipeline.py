@@ -166,7 +166,7 @@ class Pipeline:
             if moved is not None:
                 into = self.merges.apply(moved, msg, now)
                 record("duplicate", into.id if into else None,
-                       f"moved here by a merge (ledger entry {moved.id})")
+                       f"moved here by a merge of conversation {moved}")
                 return Outcome(item.ref, "duplicate", into.id if into else None, message=msg)
 
         if item.author == Author.SELF:

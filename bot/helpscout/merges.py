@@ -36,6 +36,12 @@ class StoredMerges:
         value = self.store.get_meta(f"{PREFIX}{old}")
         return int(value) if value is not None and value.isdigit() else None
 
+    def merged_into(self, new: int) -> list[int]:
+        """The conversations known to have been merged into ``new``."""
+        return sorted(int(k.removeprefix(PREFIX)) for k, v in
+                      self.store.meta_items(PREFIX).items()
+                      if v == str(new) and k.removeprefix(PREFIX).isdigit())
+
     def put(self, old: int, new: int) -> None:
         if old != new and self.get(old) != new:
             with self.store.transaction():

@@ -1,7 +1,8 @@
 """Help Scout merges: two conversations become one, and so do their tickets.
 
 A merge moves the merged conversation's threads into the survivor, where they arrive
-under new references (and possibly new thread ids). They are recognised by their
+under new references (and possibly new thread ids). They are recognised by their thread id
+where it survives and the merge is already known (a 301 told us), otherwise by their
 fingerprint (who wrote what, when: `bot.sources.helpscout.thread_fingerprint`), which the
 ledger already holds under the old conversation: such a thread is not a new reply, so it
 neither reopens a closed ticket nor sends anything.
@@ -21,7 +22,6 @@ from datetime import datetime
 from bot.helpscout.merges import StoredMerges
 from bot.model import Message
 from bot.store import Store, Ticket
-from bot.store.rows import LedgerEntry
 from bot.tickets import Tickets
 from bot.vocab import FOLLOWUP_TIMERS, TicketEvent, TicketState, TimerKind
 
@@ -40,20 +40,22 @@ class Merges:
         self.tickets = Tickets(store)
         self.mapping = StoredMerges(store)
 
-    def moved(self, msg: Message) -> LedgerEntry | None:
-        """The ledger entry of this very thread under another conversation, if any."""
+    def moved(self, msg: Message) -> int | None:
+        """The conversation this very thread was recorded under before a merge, if any."""
         if msg.conversation_id is None:
             return None
+        if msg.thread_id is not None:
+            for old in self.mapping.merged_into(msg.conversation_id):
+                if self.store.has_ref(f"helpscout:{old}:{msg.thread_id}"):
+                    return old
         same = self.store.find_same_message(None, msg.content_hash)
-        if same is None:
-            return None
-        old = conversation_of(same.ref)
-        return same if old is not None and old != msg.conversation_id else None
+        before = conversation_of(same.ref) if same is not None else None
+        return before if before is not None and before != msg.conversation_id else None
 
-    def apply(self, same: LedgerEntry, msg: Message, now: datetime) -> Ticket | None:
+    def apply(self, old: int, msg: Message, now: datetime) -> Ticket | None:
         """The merge a moved thread reveals; returns the ticket the thread now belongs to."""
-        old, new = conversation_of(same.ref), msg.conversation_id
-        assert old is not None and new is not None
+        new = msg.conversation_id
+        assert new is not None
         self.mapping.put(old, new)
         merged = self.store.ticket_by_conversation(old)
         survivor = self.store.ticket_by_conversation(new)

@@ -245,3 +245,30 @@ def test_help_scout_only_owner_reminder_and_alert_are_notes(tmp_path: Path, hs: 
     notes = [t for t in fake.threads(conv) if t["type"] == "note"]
     reminders = [n for n in notes if "Reminder" in n["body"]]
     assert len(reminders) == 1 and "deliverability@example.com" in reminders[0]["body"]
+
+
+def test_a_moved_thread_is_known_by_its_id_once_the_merge_is(tmp_path: Path, hs: HS) -> None:
+    """The id survived but the body did not (re-rendered HTML): once a 301 has told the bot
+    of the merge, the thread id alone recognises the moved thread."""
+    fake, clock, url = hs
+    first = fake.add_conversation("Invoice copy", "li@chen.example",
+                                  "Could you send me a copy of my October invoice?")
+    settings = settings_for(tmp_path, url, fake)
+    cycles(settings, clock, [timedelta(0)])
+    fake.add_agent_reply(first, "Here it is, Li!", status="closed")
+    dup = fake.add_conversation("help", "li@chen.example", "help")  # asked for details
+    cycles(settings, clock, [timedelta(minutes=5)])
+    fake.inject(Fault("status", times=1000, method="GET", path=r"^/v2/conversations$",
+                      status=503))  # the listing lags; the timer's re-read finds the merge
+    fake.merge(dup, into=first)
+    for thread in fake._conversations[first].threads:  # Help Scout re-rendered the HTML
+        if thread["type"] == "customer" and thread.get("body") == "help":
+            thread["body"] = "<div>help</div>"
+    before = len(bot_replies(fake, first))
+    cycles(settings, clock, [DAY])
+    assert len(bot_replies(fake, first)) == before  # no check-in into a closed survivor
+    store = Store(settings.state_path)
+    assert store.get_meta(f"helpscout:merged:{dup}") == str(first)
+    survivor = ticket_of(store, fake, first)
+    assert survivor.state == "closed"
+    assert not [a for a in store.activity(survivor.id) if a.action == "reopened"]
