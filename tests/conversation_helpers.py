@@ -132,6 +132,43 @@ def compose_new(*, sender: str, to: str, subject: str, body: str, message_id: st
     return crlf(msg.as_bytes())
 
 
+def bounce_of(sent: EmailMessage, recipient: str, status: str = "5.1.1") -> bytes:
+    """The receiving side's permanent-failure DSN (RFC 3464) for ``sent``."""
+    return crlf(f"""Return-Path: <>
+From: MAILER-DAEMON@mx.customer.example (Mail Delivery System)
+To: {SUPPORT}
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+Message-ID: <dsn.{status}@mx.customer.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"
+
+--dsn
+Content-Type: text/plain
+
+<{recipient}>: 550 {status} No such user
+
+--dsn
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.customer.example
+
+Final-Recipient: rfc822; {recipient}
+Action: failed
+Status: {status}
+
+--dsn
+Content-Type: text/rfc822-headers
+
+From: {sent['From']}
+To: {sent['To']}
+Subject: {sent['Subject']}
+Message-ID: {sent['Message-ID']}
+
+--dsn--
+""".encode())
+
+
 class Story:
     """One ticket's conversation on the real mail path, step by step, on a fake clock."""
 

@@ -27,6 +27,7 @@ from tests.conversation_helpers import (
     SUPPORT,
     Story,
     addresses,
+    bounce_of,
     compose_new,
     compose_reply,
     text_of,
@@ -360,6 +361,17 @@ def test_an_agent_writing_to_the_requester_on_a_forwarded_ticket_stops_the_remin
         story.wait(timedelta(days=2))
         assert "assigned_reminder" not in story.kinds()
 
+
+
+@pytest.mark.xfail(strict=True, reason="a bounced ask leaves the ticket waiting with no owner "
+                   "and nothing pending (/work/prompts/stories-findings.md #11)")
+def test_a_bounced_ask_leaves_the_ticket_with_someone(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server)
+    story.run((timedelta(minutes=5), bounce_of(story.last("ask_info"), REQUESTER)))
+    assert "undeliverable" in story.kinds()
+    story.wait(timedelta(days=2))  # the invariant, after every cycle
+    assert len(story.to_requester()) == 1  # nothing more to an address that bounced
 
 def test_three_quick_replies_get_one_message(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
