@@ -27,11 +27,12 @@ def hs() -> Iterator[tuple[FakeHelpScout, FakeClock, str]]:
         yield fake, clock, url
 
 
-def settings_for(tmp: Path, url: str, fake: FakeHelpScout) -> Settings:
+def settings_for(tmp: Path, url: str, fake: FakeHelpScout,
+                 state: Path | str | None = None) -> Settings:
     from bot.config import load_settings
 
     return load_settings({
-        "SUPPORTBOT_STATE": str(tmp / "state.db"),
+        "SUPPORTBOT_STATE": str(state or tmp / "state.db"),
         "SUPPORTBOT_RULES": str(REPO / "rules.yaml"),
         "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
         "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
@@ -56,27 +57,27 @@ def bot_replies(fake: FakeHelpScout, conv: int) -> list[dict]:  # type: ignore[t
 
 
 def test_new_conversation_is_acknowledged_in_help_scout(
-        tmp_path: Path, hs: tuple[FakeHelpScout, FakeClock, str]) -> None:
+        tmp_path: Path, hs: tuple[FakeHelpScout, FakeClock, str], state: Path | str) -> None:
     fake, clock, url = hs
     conv = fake.add_conversation("Training session for new agents?", "olivia@grant.example",
                                  "Do you offer a short onboarding session for three new agents "
                                  "who start in December?", customer_name="Olivia Grant")
-    settings = settings_for(tmp_path, url, fake)
+    settings = settings_for(tmp_path, url, fake, state)
     cycles(settings, clock, [timedelta(0), timedelta(minutes=1)])
     replies = bot_replies(fake, conv)
     assert len(replies) == 1
     assert "Olivia" in replies[0]["body"]
     assert fake.conversation(conv)["status"] == "active"
-    store = Store(settings.state_path)
+    store = Store(settings.state)
     ticket = store.find_ticket(str(fake.conversation(conv)["number"]))
     assert ticket is not None and ticket.conversation_id == conv and ticket.state == "acknowledged"
 
 
 def test_ask_check_in_closure_story_in_help_scout(
-        tmp_path: Path, hs: tuple[FakeHelpScout, FakeClock, str]) -> None:
+        tmp_path: Path, hs: tuple[FakeHelpScout, FakeClock, str], state: Path | str) -> None:
     fake, clock, url = hs
     conv = fake.add_conversation("help", "chris@adams.example", "help", customer_name="Chris")
-    settings = settings_for(tmp_path, url, fake)
+    settings = settings_for(tmp_path, url, fake, state)
     cycles(settings, clock, [timedelta(0)])
     assert len(bot_replies(fake, conv)) == 1
     assert fake.conversation(conv)["status"] == "pending"
