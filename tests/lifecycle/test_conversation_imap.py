@@ -65,6 +65,19 @@ def asked(tmp: Path, mailbox: Mailbox, smtp: SmtpServer, *, first: bytes | None 
     return story
 
 
+def cli(story: Story, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        *argv: str) -> list[str]:
+    """`supportbot ARGV` on the story's state; the lines it printed."""
+    for key, value in story.env.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    try:
+        assert main(list(argv)) == 0
+    finally:  # the command bound structlog to this test's captured stderr
+        structlog.reset_defaults()
+    return capsys.readouterr().out.splitlines()
+
+
 def ann_replies(story: Story, body: str, n: int, *, to: str = "ask_info") -> bytes:
     """Ann presses Reply on the bot's last message of kind ``to``."""
     return compose_reply(story.last(to), sender=ANN, body=body,
@@ -142,7 +155,8 @@ def test_without_a_triage_owner_on_call_takes_the_still_vague_ticket(
 @pytest.mark.parametrize("reply_all", [False, True], ids=["reply", "reply-all"])
 def test_the_owners_answer_reaches_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str,
-        reply_all: bool) -> None:
+        reply_all: bool, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     story = forwarded_to_product(tmp_path, mailbox, smtp_server, state)
     forward = story.last("forward")
     assert addresses(forward, "Reply-To") == [SUPPORT]
@@ -165,6 +179,8 @@ def test_the_owners_answer_reaches_the_requester(
     assert "Assigned to you" not in text and "> " not in text  # not the quoted forward
     with story.store() as store:
         assert any(PRODUCT in a.detail for a in store.activity(1) if a.at >= answered_at)
+    assert any(PRODUCT in line and "owner" in line for line in cli(story, capsys, monkeypatch,
+                                                                   "log", "1"))
 
     story.wait(timedelta(hours=23, minutes=58), every=timedelta(hours=4))
     assert "check_in" not in story.kinds()
@@ -403,17 +419,10 @@ def test_status_lists_a_stranded_ticket(tmp_path: Path, mailbox: Mailbox,
     with story.store() as store:
         assert stranded(store) == [1]
 
-    for key, value in story.env.items():
-        monkeypatch.setenv(key, value)
-    capsys.readouterr()
-    try:
-        assert main(["status", "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["stranded"] == [1]
-        assert main(["status"]) == 0
-        assert "#1" in next(line for line in capsys.readouterr().out.splitlines()
-                            if "stranded" in line.lower())
-    finally:  # the command bound structlog to this test's captured stderr
-        structlog.reset_defaults()
+    status = json.loads("\n".join(cli(story, capsys, monkeypatch, "status", "--json")))
+    assert status["stranded"] == [1]
+    assert "#1" in next(line for line in cli(story, capsys, monkeypatch, "status")
+                        if "stranded" in line.lower())
 
 def crash_through(story: Story, advance: timedelta, raw: bytes | None = None,
                   kills: tuple[Kill, ...] = ("before-send", "after-send")) -> None:
