@@ -8,6 +8,7 @@ these tests are what keeps those spellings and ``bot/vocab.py`` the same.
 
 from __future__ import annotations
 
+import ast
 from typing import get_args
 
 import pytest
@@ -22,11 +23,17 @@ from bot.vocab import (
     REQUESTER_ACTIONS,
     REQUESTER_KINDS,
     ActionKind,
+    Author,
+    ChannelName,
     HelpScoutStatus,
     MessageKind,
+    OutboxStatus,
     Priority,
+    SendStatus,
     SourceKind,
     TicketState,
+    TimerKind,
+    TimerStatus,
     spec,
 )
 from tests.helpers import REPO
@@ -106,3 +113,41 @@ def test_rules_yaml_actions_are_the_vocabularys_less_the_alert_it_adds_itself() 
 
 def test_rule_test_cases_name_every_action() -> None:
     assert set(get_args(cases.ActionName)) == values(ActionKind)
+
+
+# -- no string stands in for a member -----------------------------------------------------
+# attribute name -> the enums whose words it holds
+WORDS_OF: dict[str, tuple[type[object], ...]] = {
+    "kind": (MessageKind, ActionKind, TimerKind), "state": (TicketState,),
+    "status": (OutboxStatus, SendStatus, TimerStatus, HelpScoutStatus), "source": (SourceKind,),
+    "priority": (Priority,), "author": (Author,), "channel": (ChannelName,)}
+# where a plain word is right, and why
+SPOKEN_AS_TEXT = {
+    "bot/demo/fake_helpscout.py": "a fake of Help Scout's API speaks the API's own words",
+    "bot/rules/load.py": "it compares schema.py's Literal words (tied to the enums above)",
+}
+
+
+def _words(node: ast.expr) -> list[str]:
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return [e.value for e in items if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+
+
+def test_no_kind_state_or_status_is_compared_with_a_string() -> None:
+    """``row.status == "sent"`` drifts from the vocabulary unseen; compare with the member."""
+    found = []
+    for path in sorted((REPO / "bot").rglob("*.py")):
+        name = path.relative_to(REPO).as_posix()
+        if name == "bot/vocab.py" or name in SPOKEN_AS_TEXT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), name)):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            for side in sides:
+                if not (isinstance(side, ast.Attribute) and side.attr in WORDS_OF):
+                    continue
+                members = {str(m) for enum in WORDS_OF[side.attr] for m in enum}  # type: ignore[attr-defined]
+                found += [f"{name}:{node.lineno}: .{side.attr} compared with {word!r}"
+                          for other in sides for word in _words(other) if word in members]
+    assert not found, "use the bot.vocab member instead:\n" + "\n".join(found)

@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.runtime import open_worker
 from bot.store.run_lock import sole_worker
-from bot.vocab import ChannelName
+from bot.vocab import ChannelName, OutboxStatus
 
 ORDER = 45
 
@@ -72,7 +72,8 @@ def _list(settings: Settings) -> int:
     finally:
         store.close()
     for r in rows:
-        when = f"next {to_iso(r.next_attempt_at)[:19]}" if r.status != "sending" else "in doubt"
+        when = ("in doubt" if r.status == OutboxStatus.SENDING
+                else f"next {to_iso(r.next_attempt_at)[:19]}")
         print(f"#{r.id} ticket #{r.ticket_id} {r.kind} to {', '.join(r.recipients)} via "
               f"{r.channel}: {r.status}, {r.attempts} attempt(s), {when}"
               + (f": {r.last_error}" if r.last_error else ""))
