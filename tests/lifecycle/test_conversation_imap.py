@@ -194,6 +194,26 @@ def test_the_owners_answer_reaches_the_requester(
     story.assert_reads_well()
 
 
+
+def test_an_outlook_style_answer_reaches_the_requester_without_the_forward(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Outlook top-posts above a From/Sent/To/Subject block and quotes nothing with "> "."""
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    forward = story.last("forward")
+    quoted = (f"From: Acme Support <{SUPPORT}>\nSent: Monday, November 23, 2026 10:00 AM\n"
+              f"To: Product Support <{PRODUCT}>\nSubject: {forward['Subject']}\n\n"
+              + text_of(forward))
+    answer = compose_new(
+        sender=f"Pat Product <{PRODUCT}>", to=SUPPORT, subject=f"RE: {forward['Subject']}",
+        body=f"{OWNER_WORDS}\n\nPat\n\n{'_' * 32}\n{quoted}", message_id="<pat.1@example.com>",
+        when=story.now, in_reply_to=str(forward["Message-ID"]))
+    story.run((timedelta(hours=2), answer))
+
+    assert story.kinds()[3:] == ["owner_reply"]
+    text = text_of(story.last("owner_reply"))
+    assert "clearing the browser cache works around it" in text
+    assert "Priority:" not in text and "Sent: Monday" not in text and VAGUE_TEXT not in text
+
 def test_a_list_members_answer_to_the_forward_reaches_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     """Owners are often lists: the forward goes to product-support@, Pat answers it from her
