@@ -492,8 +492,7 @@ def test_sigkills_around_the_quiet_window_give_one_decision(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     """Story 5 with SIGKILLs: the replies wait for the quiet window in the store (a worker
     killed after each keeps that), and the one decision when it ends survives kills too."""
-    story = Story(tmp_path, mailbox, smtp_server, T0)
-    crash_through(story, timedelta(0), vague())
+    story = asked(tmp_path, mailbox, smtp_server)  # the ask's own kills: the test above
     parts = ("It's the editor.", "When I click Save the page goes blank.",
              "Every time, Chrome on Windows 11.")
     for n, words in enumerate(parts, 1):
