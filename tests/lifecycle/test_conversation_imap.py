@@ -152,6 +152,20 @@ def test_without_a_triage_owner_on_call_takes_the_still_vague_ticket(
         assert ticket is not None and ticket.owner == ONCALL
 
 
+
+def test_max_asks_and_ack_quiet_are_settings(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """followup.max_asks: 1 hands the first still-vague reply to a person; followup.ack_quiet:
+    30m holds a reply 15 minutes after the ask until the half hour is over."""
+    story = asked(tmp_path, mailbox, smtp_server, first=vague("help", "help"),
+                  settings={"followup": {"max_asks": 1, "ack_quiet": "30m"}})
+    story.run((timedelta(minutes=15), ann_replies(story, "still not working", 1)),
+              (timedelta(minutes=14), None))
+    assert story.kinds() == ["ask_info"]
+    story.run((timedelta(minutes=1), None))
+    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    assert addresses(story.last("forward"), "To") == [ONCALL]
+
 @pytest.mark.parametrize("reply_all", [False, True], ids=["reply", "reply-all"])
 def test_the_owners_answer_reaches_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str,
