@@ -221,3 +221,27 @@ def test_an_agents_active_reply_stops_the_bots_follow_ups(tmp_path: Path, hs: HS
 
     assert len(ours(fake, conv)) == 1  # the ask only
     assert fake.conversation(conv)["status"] == "active"
+
+
+def test_the_owners_answer_in_help_scout_stops_the_reminder_and_starts_the_check_in(
+        tmp_path: Path, hs: HS) -> None:
+    """Story 3 in Help Scout: the owner (a user) answers in the app, leaving it pending."""
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs, {"owners": {"product": str(DESMOND)}})
+    clock.advance(timedelta(hours=1))
+    fake.add_customer_reply(conv, DETAILS)
+    cycles(settings, clock, [timedelta(minutes=1)])
+    assert len(ours(fake, conv)) == 2 and len(ours(fake, conv, "note")) == 1
+
+    clock.advance(timedelta(hours=2))
+    fake.add_agent_reply(conv, "Hi Chris, a fix is out: does Save work for you now?",
+                         user_id=DESMOND, status="pending")
+    cycles(settings, clock, [timedelta(minutes=1)] + [timedelta(hours=6)] * 3
+           + [timedelta(hours=5, minutes=50)])
+    assert len(ours(fake, conv)) == 2  # nothing relayed, nothing repeated
+    cycles(settings, clock, [timedelta(minutes=20)])
+    replies = ours(fake, conv)
+    assert len(replies) == 3 and "checking in" in replies[-1]["body"]
+    cycles(settings, clock, [timedelta(hours=6)] * 8)
+    notes = ours(fake, conv, "note")
+    assert len(notes) == 1, [n["body"][:80] for n in notes]  # no owner reminder note
