@@ -245,3 +245,23 @@ def test_the_owners_answer_in_help_scout_stops_the_reminder_and_starts_the_check
     cycles(settings, clock, [timedelta(hours=6)] * 8)
     notes = ours(fake, conv, "note")
     assert len(notes) == 1, [n["body"][:80] for n in notes]  # no owner reminder note
+
+
+@pytest.mark.xfail(strict=True, reason="an agent's assignment or status change stops the "
+                   "follow-ups and sets no owner (/work/prompts/stories-findings.md #14)")
+@pytest.mark.parametrize("act", ["assign", "active"])
+def test_an_agents_assignment_or_status_change_leaves_it_with_someone(
+        tmp_path: Path, hs: HS, act: str) -> None:
+    """After the bot's ask an agent takes the conversation in Help Scout without replying:
+    the bot steps back, and the ticket is the agent's (the invariant after every cycle)."""
+    fake, clock, _ = hs
+    settings, conv = asked(tmp_path, hs)
+    clock.advance(timedelta(hours=2))
+    if act == "assign":
+        fake.assign_by_agent(conv, 11)
+    else:
+        fake.set_status(conv, "active")
+    cycles(settings, clock, [timedelta(minutes=1)] + [timedelta(hours=6)] * 8)
+    assert len(ours(fake, conv)) == 1
+    ticket, _, _ = ticket_of(settings, fake, conv)
+    assert ticket.owner  # Ana (user 11), however the fix names her
