@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from bot import imap_connection
+from bot.channels.smtp import SmtpChannel
 from bot.cli import build_parser, main
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.runtime import open_worker
 from bot.store import Store
 from bot.store.run_lock import sole_worker
+from bot.vocab import ChannelName
 from bot.worker import CycleReport
 from tests.helpers import REPO, deliver, embedded_settings, make_mail
 from tests.imap_helpers import imap_settings
@@ -33,6 +35,9 @@ QUESTION = make_mail(subject="Exporting contacts", body="How do I export my cont
 def cycle(settings: Settings) -> CycleReport:
     async def go() -> CycleReport:
         async with open_worker(settings, clock=FakeClock(datetime.now(UTC))) as worker:
+            channel = worker.channels.get(ChannelName.SMTP)
+            if isinstance(channel, SmtpChannel):
+                channel.backoff = 0.001  # its in-batch retries: milliseconds, not seconds
             return await worker.cycle()
     return asyncio.run(go())
 
