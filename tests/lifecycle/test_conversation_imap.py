@@ -184,6 +184,22 @@ def test_thanks_after_a_known_answer_is_not_escalated(
         ticket = store.get_ticket(1)
         assert ticket is not None and ticket.owner is None
 
+
+@pytest.mark.xfail(strict=True, reason="a thank-you after the closure reopens the ticket and "
+                   "asks for details again (/work/prompts/stories-findings.md #16)")
+def test_thanks_after_the_closure_keeps_it_closed(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server)
+    story.wait(timedelta(hours=50))
+    assert story.kinds() == ["ask_info", "check_in", "closure"]
+    story.run((timedelta(hours=2), ann_replies(story, "Thanks, it works again now!", 1,
+                                               to="closure")))
+    story.wait(timedelta(days=3))
+    assert story.kinds()[3:].count("ask_info") == 0
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.state == "closed"
+
 @pytest.mark.parametrize("reply_all", [False, True], ids=["reply", "reply-all"])
 def test_the_owners_answer_reaches_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, state: Path | str,
