@@ -111,6 +111,20 @@ def test_details_after_the_ask_forward_the_whole_conversation_and_name_the_owner
     story.assert_threads_well()
 
 
+
+def test_details_that_turn_out_critical_page_on_call(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    story = asked(tmp_path, mailbox, smtp_server)
+    story.run((timedelta(hours=1), ann_replies(
+        story, "Since this morning none of my emails to clients are going out, they bounce "
+        "with 550 5.7.1.", 1)))
+    assert story.kinds() == ["ask_info", "forward", "forwarded", "alert"]
+    assert addresses(story.last("forward"), "To") == ["deliverability@example.com"]
+    assert addresses(story.last("alert"), "To") == [ONCALL]
+    with story.store() as store:
+        ticket = store.get_ticket(1)
+        assert ticket is not None and ticket.priority == "critical"
+
 def test_still_vague_twice_goes_to_triage_after_two_asks(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     story = asked(tmp_path, mailbox, smtp_server, first=vague("help", "help"),
