@@ -257,6 +257,24 @@ def test_the_owners_answer_reaches_the_requester(
 
 
 
+
+def test_an_owner_who_adds_the_requester_gets_no_relay_on_top(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Pat presses Reply on the forward and adds Ann herself: Ann has the answer already, so
+    the bot relays nothing (no second copy), and the answer still counts as the update."""
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    answer = compose_reply(story.last("forward"), sender=f"Pat Product <{PRODUCT}>",
+                           body=OWNER_WORDS, message_id="<pat.1@example.com>", when=story.now,
+                           extra_cc=[ANN])
+    story.run((timedelta(hours=2), answer))
+    story.wait(timedelta(hours=47))  # past the forward's own reminder (48 h after it)
+
+    assert "owner_reply" not in story.kinds()
+    assert "assigned_reminder" not in story.kinds()
+    with story.store() as store:
+        assert any(PRODUCT in a.detail and a.action == "team reply"
+                   for a in store.activity(1))
+
 def test_an_outlook_style_answer_reaches_the_requester_without_the_forward(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     """Outlook top-posts above a From/Sent/To/Subject block and quotes nothing with "> "."""
