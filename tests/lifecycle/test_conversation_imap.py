@@ -413,6 +413,25 @@ def test_a_colleague_of_the_requester_on_cc_is_the_requesters_side(
 
 
 
+
+def test_a_relay_names_its_real_sender(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
+    """Bob, Ann's colleague on Cc, adds to a forwarded ticket: the owner reads that Bob wrote
+    (and who the requester is), and Ann is the one told it arrived."""
+    story = forwarded_to_product(tmp_path, mailbox, smtp_server)
+    bob = compose_reply(story.last("forwarded"), sender="Bob Colleague <bob@customer.example>",
+                        body="Same here since this morning, in Safari on a Mac.",
+                        message_id="<bob.1@customer.example>", when=story.now, extra_cc=[ANN])
+    story.run((timedelta(hours=1), bob))
+
+    assert story.kinds()[3:] == ["relay", "update_relayed"]
+    relay = text_of(story.last("relay"))
+    assert "bob@customer.example" in relay and REQUESTER in relay
+    assert "Safari on a Mac" in relay
+    assert addresses(story.last("update_relayed"), "To") == [REQUESTER]
+    with story.store() as store:
+        assert any(a.actor == "bob@customer.example" for a in store.activity(1))
+
 def test_the_requesters_replies_reach_the_owner_and_the_owners_answers_reach_her(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     """Back and forth on a forwarded ticket: each of Ann's replies is relayed to the owner
