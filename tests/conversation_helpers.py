@@ -14,6 +14,7 @@ no owner and nothing pending.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -75,8 +76,8 @@ def text_of(msg: EmailMessage) -> str:
 
 
 def message_ids(value: object) -> list[str]:
-    return [f"<{m}>" for m in str(value or "").replace("><", "> <").replace("<", " ")
-            .replace(">", " ").split()]
+    """The Message-IDs of a References or In-Reply-To value, in order."""
+    return re.findall(r"<[^<>\s]+>", str(value or ""))
 
 
 def compose_reply(answered: EmailMessage, *, sender: str, body: str, message_id: str,
