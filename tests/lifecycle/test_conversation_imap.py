@@ -462,14 +462,16 @@ def test_the_requesters_replies_reach_the_owner_and_the_owners_answers_reach_her
     story.assert_reads_well()
 
 
+@pytest.mark.parametrize("team", [{"domains": ["example.com"]},
+                                  {"addresses": ["jo@example.com"]}], ids=["domain", "listed"])
 @pytest.mark.parametrize("asks", [False, True], ids=["update", "question"])
 def test_an_agent_writing_to_the_requester_on_a_forwarded_ticket_stops_the_reminder(
-        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, asks: bool) -> None:
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, asks: bool,
+        team: dict[str, list[str]]) -> None:
     """The 48 h reminder asks the owner to update the requester; an agent who did is that
-    update (the agent's domain is the team's). A question leaves the ball with the
-    requester (check-in, no reminder at all); news alone leaves it with the team."""
-    story = Story(tmp_path, mailbox, smtp_server, T0,
-                  settings={"team": {"domains": ["example.com"]}})
+    update (the agent's domain is the team's, or the agent is listed). A question leaves the
+    ball with the requester (check-in, no reminder at all); news leaves it with the team."""
+    story = Story(tmp_path, mailbox, smtp_server, T0, settings={"team": team})
     story.run((timedelta(0), vague()))
     story.run((timedelta(hours=1), ann_replies(story, DETAILS, 1)))
     assert story.kinds() == ["ask_info", "forward", "forwarded"]
