@@ -10,6 +10,7 @@ every cycle no ticket may be open with no owner and nothing pending.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from bot.runtime import open_worker
 from bot.store import Store
 from bot.tickets import stranded
 from tests.conversation_helpers import rules_file
+from tests.crash_helpers import KILLS, Kill, run_killed
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -265,3 +267,43 @@ def test_an_agents_assignment_or_status_change_leaves_it_with_someone(
     assert len(ours(fake, conv)) == 1
     ticket, _, _ = ticket_of(settings, fake, conv)
     assert ticket.owner  # Ana (user 11), however the fix names her
+
+
+def test_sigkills_between_the_steps_repeat_nothing_in_help_scout(tmp_path: Path, hs: HS) -> None:
+    """Story 1 in Help Scout, each step in worker processes SIGKILLed before and right after
+    its writes: one ask, one note, one notice, the assignment; the ticket forwarded."""
+    fake, clock, url = hs
+    rules = {"owners": {"product": str(DESMOND)}}
+    env = {"SUPPORTBOT_STATE": str(tmp_path / "state.db"),
+           "SUPPORTBOT_RULES": str(rules_file(tmp_path, rules)),
+           "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
+           "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
+           "SUPPORTBOT_HELPSCOUT_APP_SECRET": fake.app_secret,
+           "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": str(fake.mailbox_id),
+           "SUPPORTBOT_HELPSCOUT_BASE_URL": url}
+    conv = fake.add_conversation("help", "chris@adams.example", "help", customer_name="Chris")
+
+    def step(kills: tuple[Kill, ...] = ("before-send", "after-send")) -> None:
+        for kill in kills:
+            status = run_killed(env, clock.now(), kill, tmp_path)
+            assert status == -signal.SIGKILL, (tmp_path / "crash-child.log").read_text()[-3000:]
+            store = Store(env["SUPPORTBOT_STATE"])
+            try:
+                assert stranded(store) == []
+            finally:
+                store.close()
+
+    step()
+    clock.advance(timedelta(hours=1))
+    fake.add_customer_reply(conv, DETAILS)
+    step(KILLS)
+
+    assert len(ours(fake, conv)) == 2  # the ask, then who has it: each once
+    assert len(ours(fake, conv, "note")) == 1
+    assert fake.conversation(conv)["assignee"]["id"] == DESMOND  # (assigning twice is harmless)
+    store = Store(env["SUPPORTBOT_STATE"])
+    try:
+        ticket = store.find_ticket(str(fake.conversation(conv)["number"]))
+        assert ticket is not None and ticket.state == "forwarded"
+    finally:
+        store.close()
