@@ -158,6 +158,8 @@ class Worker:
                 break
             if source.name in waiting:
                 report.source_errors[source.name] = waiting[source.name]
+                health.failed(self.store, HealthPart.SOURCE, source.name, self.clock.now(),
+                              waiting[source.name])
                 continue
             await self._drain(source, report)
         if not self.stop_event.is_set():

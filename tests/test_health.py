@@ -231,3 +231,34 @@ def test_a_part_no_longer_configured_is_not_judged(tmp_path: Path) -> None:
     assert ("source", "imap") in names and ("source", "maildir") not in names
     cause = verdict.first_cause(unhealthy_only=True)
     assert cause is not None and cause.name == "imap"
+
+
+def test_help_scout_refusing_the_app_credentials_is_named(
+        tmp_path: Path, judge) -> None:  # type: ignore[no-untyped-def]
+    from bot.config import load_settings
+    from bot.demo.fake_helpscout import FakeHelpScout
+
+    fake = FakeHelpScout(clock=FakeClock(ago(0)))
+    fake.add_conversation("Export", "ann@customer.example", "How do I export my contacts?")
+    with fake.serve() as url:
+        def settings(secret: str) -> Settings:
+            return load_settings({
+                "SUPPORTBOT_STATE": str(tmp_path / "state.db"),
+                "SUPPORTBOT_RULES": str(REPO / "rules.yaml"),
+                "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
+                "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
+                "SUPPORTBOT_HELPSCOUT_APP_SECRET": secret,
+                "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": str(fake.mailbox_id),
+                "SUPPORTBOT_HELPSCOUT_BASE_URL": url}, cwd=tmp_path)
+
+        wrong = settings("not-the-secret")
+        assert cycle(wrong, ago(400)).source_errors
+        assert cycle(wrong, ago(5)).source_errors
+        code, health, status = judge(wrong)
+        assert code == 1 and health.startswith("unhealthy: helpscout failing since")
+        assert "authentication failed" in health and status.startswith("degraded: helpscout")
+
+        right = settings(fake.app_secret)
+        assert cycle(right, ago(0)).ok
+        code, health, status = judge(right)
+        assert (code, status) == (0, "ok")
