@@ -9,6 +9,10 @@ new, and the check-in still goes out at its time on the fake clock.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +21,11 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.config import Settings
+from bot.rebuild.run import no_evidence_warning
 from bot.runtime import open_worker
 from bot.store import Store
 from tests.helpers import REPO, make_mail
-from tests.imap_helpers import crlf, imap_settings, sent_kinds
+from tests.imap_helpers import crlf, env_for_subprocess, imap_env, imap_settings, sent_kinds
 from tests.servers.dovecot import Mailbox
 from tests.servers.smtp import SmtpServer
 
@@ -147,11 +152,23 @@ def test_a_reply_written_while_the_store_was_gone_still_cancels_the_check_in(
 
 def test_without_a_sent_folder_run_warns_that_a_lost_store_re_answers_the_window(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
-    from bot.rebuild.run import no_evidence_warning
+    """`supportbot run` itself says it at start-up, naming both remedies; with a Sent folder
+    (or a PostgreSQL state) it has nothing to warn about."""
+    def start(**extra: str) -> str:
+        env = env_for_subprocess(imap_env(mailbox.settings(), smtp_server, tmp_path / "s.db",
+                                          SUPPORTBOT_LOG_FORMAT="json", **extra), os.environ)
+        done = subprocess.run([sys.executable, "-m", "bot", "run", "--once"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
 
-    warning = no_evidence_warning(imap_settings(tmp_path, mailbox, smtp_server))
-    assert warning is not None
-    assert "SUPPORTBOT_IMAP_SENT_FOLDER" in warning and "PostgreSQL" in warning
-    assert "24 h" in warning
-    with_sent = imap_settings(tmp_path, mailbox, smtp_server, SUPPORTBOT_IMAP_SENT_FOLDER="Sent")
-    assert no_evidence_warning(with_sent) is None
+    warned = [json.loads(line) for line in start().splitlines()
+              if "no Sent folder" in line]
+    assert len(warned) == 1 and warned[0]["level"] == "warning"
+    text = warned[0]["event"]
+    assert "re-answers the last 24 h" in text
+    assert "SUPPORTBOT_IMAP_SENT_FOLDER" in text and "PostgreSQL" in text
+    assert "no Sent folder" not in start(SUPPORTBOT_IMAP_SENT_FOLDER="Sent")
+    assert no_evidence_warning(imap_settings(tmp_path, mailbox, smtp_server,
+                                             SUPPORTBOT_STATE="postgresql://u@h/db")) is None
