@@ -64,7 +64,7 @@ class HelpScoutSource:
                  cursors: CursorStore, *, poll_seconds: float, clock: Clock,
                  overlap_seconds: float = 120, own_user_id: int | None = None,
                  webhook_host: str = "0.0.0.0", backfill_hours: float = 24.0,
-                 list_budget: int = LIST_BUDGET) -> None:
+                 list_budget: int | None = None) -> None:
         self.client = client
         self.settings = settings
         self.cursors = cursors
@@ -72,7 +72,7 @@ class HelpScoutSource:
         self.clock = clock
         self.overlap = timedelta(seconds=overlap_seconds)
         self.backfill = timedelta(hours=backfill_hours)
-        self.list_budget = max(1, list_budget)
+        self.list_budget = max(1, list_budget or LIST_BUDGET)
         self.own_user_id = own_user_id
         self.webhook_host = webhook_host
         self.cursor_key = f"helpscout:{settings.mailbox_id}"

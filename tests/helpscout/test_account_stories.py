@@ -12,6 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.clock import FakeClock
 from bot.demo.fake_helpscout import FakeHelpScout, Fault
 from bot.store import Store
@@ -202,10 +204,12 @@ def test_first_start_on_a_big_old_mailbox_answers_the_new_ones_first(
     assert replied == set(new)
 
 
-def test_a_long_catch_up_is_paced_and_new_conversations_go_first(tmp_path: Path) -> None:
+def test_a_long_catch_up_is_paced_and_new_conversations_go_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After an outage, a backlog bigger than one cycle's list budget resumes page by page,
-    and a conversation created meanwhile is answered in the very next cycle. (Pages of 5
-    instead of 25: the same 40-page budget, a fifth of the conversations.)"""
+    and a conversation created meanwhile is answered in the very next cycle. (A budget of 4
+    pages of 5 instead of 40 of 25: the same logic, a fiftieth of the conversations.)"""
+    monkeypatch.setattr("bot.sources.helpscout.LIST_BUDGET", 4)
     clock = FakeClock(T0)
     fake = FakeHelpScout(clock=clock, page_size=5)
     with fake.serve() as url:
@@ -215,13 +219,13 @@ def test_a_long_catch_up_is_paced_and_new_conversations_go_first(tmp_path: Path)
 def _catch_up(tmp_path: Path, fake: FakeHelpScout, clock: FakeClock, url: str) -> None:
     settings = settings_for(tmp_path, url, fake)
     cycles(settings, clock, [timedelta(0)])  # a first start on an empty mailbox
-    clock.advance(timedelta(hours=6))  # the worker was down; 230 conversations arrived
-    for n in range(230):
+    clock.advance(timedelta(hours=6))  # the worker was down; 46 conversations arrived
+    for n in range(46):
         fake.add_conversation(f"Question {n}", f"c{n}@example.com", "A question about orders.",
-                              created_at=clock.now() - timedelta(seconds=90 * (230 - n)))
+                              created_at=clock.now() - timedelta(minutes=7 * (46 - n)))
     cycles(settings, clock, [timedelta(minutes=1)])
     answered = sum(1 for c in fake.conversation_ids() if bot_replies(fake, c))
-    assert 0 < answered < 230  # one cycle's budget, not the whole backlog
+    assert 0 < answered < 46  # one cycle's budget, not the whole backlog
     late = fake.add_conversation("Urgent: login broken", "ivy@new.example",
                                  "I cannot log in since this morning, please help.")
     cycles(settings, clock, [timedelta(minutes=1)])
