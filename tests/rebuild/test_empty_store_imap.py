@@ -172,3 +172,27 @@ def test_without_a_sent_folder_run_warns_that_a_lost_store_re_answers_the_window
     assert "no Sent folder" not in start(SUPPORTBOT_IMAP_SENT_FOLDER="Sent")
     assert no_evidence_warning(imap_settings(tmp_path, mailbox, smtp_server,
                                              SUPPORTBOT_STATE="postgresql://u@h/db")) is None
+
+
+def test_two_workers_on_a_new_postgresql_database_rebuild_once(
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, pg_url: str,
+        request: pytest.FixtureRequest) -> None:
+    """The worker holding the `rebuild` lease rebuilds; the other waits, then both work."""
+    settings, clock = answered_mailbox(mailbox, smtp_server, tmp_path, pg_url)
+    first_run = len(smtp_server.messages)
+    settings = lose_the_store(settings, request)
+
+    async def both() -> None:
+        async with open_worker(settings, clock=clock) as a, \
+                open_worker(settings, clock=clock) as b:
+            clock.advance(timedelta(hours=2))
+            await asyncio.gather(a.cycle(), b.cycle())
+            await asyncio.gather(a.cycle(), b.cycle())
+    asyncio.run(both())
+
+    assert len(smtp_server.messages) == first_run  # nothing re-sent by either
+    store = Store(settings.state)
+    assert sum(store.tickets_by_state().values()) == 5
+    assert [a.detail for a in store.activity() if a.action == "rebuilt" and a.ticket_id is None] \
+        and len([a for a in store.activity() if a.action == "rebuilt" and a.ticket_id == 1]) == 1
+    store.close()
