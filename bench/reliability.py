@@ -67,7 +67,7 @@ class Sizes:
     fuzz_decide: int
     fuzz_rules: int
     atheris_seconds: int
-    crash_postgres: tuple[int, int] = (40, 10)  # (tickets, kills) over two workers
+    crash_postgres: tuple[int, int] = (30, 8)  # (tickets, kills) over two workers
 
 
 SHORT = Sizes(60, 8, None, 24, 12, 12, 30, 12, 0, 100, 2000, 500, 0)
