@@ -145,7 +145,7 @@ def migrate(conn: psycopg.Connection[Row]) -> int:
             if version >= number:
                 continue
             for statement in statements(postgres_sql(MIGRATIONS[number - 1])):
-                conn.execute(statement.encode())  # bytes: sent as written, no placeholders
+                conn.execute(statement)  # no parameters: sent as written
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (number,))
     return SCHEMA_VERSION

@@ -90,14 +90,14 @@ class PostgresServer:
         subprocess.run(
             [str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
              "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-            check=True, capture_output=True, cwd=self.root, **self._run_as())  # type: ignore[call-overload]
+            check=True, capture_output=True, cwd=self.root, **self._run_as())
         args = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
                 "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={self.root}"]
         for setting in FAST:
             args += ["-c", setting]
         log = (self.root / "postgres.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                     cwd=self.root, **self._run_as())  # type: ignore[call-overload]
+                                     cwd=self.root, **self._run_as())
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
