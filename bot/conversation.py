@@ -46,6 +46,17 @@ _ABSENT = re.compile(
     r"i am (currently )?(away|out)\b|i'?m (currently )?(away|out of)\b|"
     r"abwesend|absent du bureau|fuera de la oficina|automatic reply|auto-?reply)", re.I)
 ABSENCE_MAX_WORDS = 80
+# "That worked, thank you!": the commonest reply there is. Settles a ticket that waited on
+# the requester; never a reason to ask again or escalate. A doubt in it ("thanks, but it
+# still fails") or a question makes it an ordinary reply.
+_THANKS = re.compile(r"\b(thanks?|thank you|thx|ty|cheers|much appreciated|appreciate it|"
+                     r"(that|it|this) (worked|works|helped|did it|fixed it)|works (again|now|fine|"
+                     r"great|perfectly)|solved|sorted|resolved|all good|perfect|brilliant|"
+                     r"awesome|great, thanks|got it)\b", re.I)
+_DOUBT = re.compile(r"\b(not|never|still|but|however|problem|issue|error|broken|fail\w*|"
+                    r"wrong|again(?! now| too)|doesn.?t|don.?t|didn.?t|isn.?t|won.?t|can.?t)\b",
+                    re.I)
+THANKS_MAX_WORDS = 40
 _OURS = re.compile(r"<sb\.(\d+)\.([a-z0-9_-]+)\.[0-9a-f]+@", re.ASCII)
 
 
@@ -58,6 +69,7 @@ class Handling(StrEnum):
     OWNER_ANSWER = "owner answer"
     TEAM_NOTE = "team note"
     ABSENCE = "absence notice"
+    THANKS = "thanks"
 
 
 class Side(StrEnum):
@@ -90,6 +102,8 @@ class ReplyPlan:
     waits_on_requester: bool = False  # a team message to the requester: check-ins start
     due: datetime | None = None  # DEFERRED: when the decision is made
     words: str = ""  # the sender's own words (relays quote these, not the quoted thread)
+    relay: bool = True  # OWNER_ANSWER: False when they wrote to the requester themselves;
+    # THANKS: True when an owner should see it
 
     @property
     def trace(self) -> tuple[TraceStep, ...]:
@@ -153,12 +167,23 @@ def on_reply(msg: Message, ticket: TicketFacts, *, ruleset: RuleSet, team: Team,
         return ReplyPlan(Handling.ABSENCE, side, "reads as an out-of-office reply (its robot "
                          "headers are missing): not answered; follow-ups stay as they are",
                          sender, words=words)
+    if is_thanks(words):
+        owner = ticket.owner if ticket.state != TicketState.CLOSED else None
+        return ReplyPlan(Handling.THANKS, side, "a thank-you that asks nothing new: the "
+                         "ticket is settled (closed when it waited on the requester)"
+                         + (f"; {owner} sees it" if owner else ""), sender, words=words,
+                         relay=owner is not None)
     if ticket.state == TicketState.CLOSED and ticket.owner:
         return ReplyPlan(Handling.REOPEN, side, "the requester wrote again on a closed ticket: "
                          f"reopened, and the reply goes to {ticket.owner}", sender, words=words)
     if ticket.owner:
-        notify = (ticket.last_update_notice_at is None
-                  or now - ticket.last_update_notice_at >= UPDATE_NOTICE_EVERY)
+        # told once a day at most, and never right after the bot wrote to them (the
+        # forward's notice already said that replies reach the owner)
+        quiet = ruleset.settings.ack_quiet
+        notify = ((ticket.last_update_notice_at is None
+                   or now - ticket.last_update_notice_at >= UPDATE_NOTICE_EVERY)
+                  and (ticket.last_to_requester_at is None
+                       or now >= ticket.last_to_requester_at + quiet))
         return ReplyPlan(Handling.RELAY_TO_OWNER, side,
                          f"{ticket.owner} owns the ticket; the reply goes to them", sender,
                          notify_requester=notify, words=words)
@@ -197,6 +222,12 @@ def decide_again(conversation: Message, ticket: TicketFacts, *, ruleset: RuleSet
                      decision=decision, words=words)
 
 
+def is_thanks(words: str) -> bool:
+    """A short thank-you or "it works now" with no question and no doubt in it."""
+    return (len(words.split()) <= THANKS_MAX_WORDS and "?" not in words
+            and _THANKS.search(words) is not None and _DOUBT.search(words) is None)
+
+
 def asks_something(words: str) -> bool:
     """A team message that asks the requester something leaves the ticket waiting on them."""
     return "?" in words
@@ -204,23 +235,39 @@ def asks_something(words: str) -> bool:
 
 def _team_message(msg: Message, ticket: TicketFacts, sender: str, words: str) -> ReplyPlan:
     recipients = {a.lower() for a in (*msg.to, *msg.cc)}
-    if ticket.requester.lower() in recipients:
+    wrote_to_requester = ticket.requester.lower() in recipients
+    answers = our_kind((*msg.references, *msg.in_reply_to), ticket.id) \
+        or _labelled(msg.subject, ticket.id)
+    if answers in OWNER_MAIL and words:
+        # an owner's answer is an answer: like the bot's known answers, the check-in asks
+        # whether it settled things, and silence closes the ticket kindly
+        return ReplyPlan(Handling.OWNER_ANSWER, Side.TEAM,
+                         f"{sender} answered our {answers.value} mail"
+                         + (", to the requester too: nothing to relay" if wrote_to_requester
+                            else ": their words go to the requester"),
+                         sender, waits_on_requester=True, words=words,
+                         relay=not wrote_to_requester)
+    if wrote_to_requester:
         asks = asks_something(words)
         return ReplyPlan(Handling.TEAM_UPDATE, Side.TEAM,
                          f"{sender} wrote to the requester: a visible update"
                          + ("; it asks something, so the ticket waits on the requester"
                             if asks else ""), sender, waits_on_requester=asks, words=words)
-    answers = our_kind((*msg.references, *msg.in_reply_to), ticket.id)
-    if answers in (MessageKind.FORWARD, MessageKind.RELAY, MessageKind.ASSIGNED_REMINDER) \
-            and words:
-        # an owner's answer is an answer: like the bot's known answers, the check-in asks
-        # whether it settled things, and silence closes the ticket kindly
-        return ReplyPlan(Handling.OWNER_ANSWER, Side.TEAM,
-                         f"{sender} answered our {answers.value} mail: their words go to the "
-                         "requester", sender, waits_on_requester=True, words=words)
     return ReplyPlan(Handling.TEAM_NOTE, Side.TEAM,
                      f"{sender} is the team and did not write to the requester: logged only",
                      sender, words=words)
+
+
+OWNER_MAIL = (MessageKind.FORWARD, MessageKind.RELAY, MessageKind.ASSIGNED_REMINDER)
+
+
+def _labelled(subject: str, ticket_id: int) -> MessageKind | None:
+    """Which of our owner mails a subject answers, for a client that dropped the threading
+    headers but kept "Re: [#7] Assigned to you: ..."."""
+    for kind in OWNER_MAIL:
+        if f"[#{ticket_id}] {spec(kind).label}:".lower() in subject.lower():
+            return kind
+    return None
 
 
 def _to_triage(decision: Decision, ruleset: RuleSet, why: str) -> Decision:

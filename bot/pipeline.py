@@ -28,6 +28,7 @@ from bot.model import Decision, Message
 from bot.plan import Planner
 from bot.rules.decide import decide
 from bot.rules.ruleset import RuleSet
+from bot.rules.team import Team
 from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
 from bot.templates import Templates
@@ -205,7 +206,8 @@ class Pipeline:
         return Outcome(item.ref, "ticket", ticket.id, decision, msg, outbox_ids=ids)
 
     def _find_ticket(self, msg: Message) -> Ticket | None:
-        return find_ticket(self.store, msg)
+        ruleset = self.rules.current[0]
+        return find_ticket(self.store, msg, Team.of(ruleset.settings, self.settings.from_addr))
 
     def _open_ticket(self, msg: Message, item: Inbound, now: datetime) -> Ticket:
         requester = (reply_recipient(msg) if msg.source != SourceKind.HELPSCOUT
@@ -258,9 +260,10 @@ class Pipeline:
                 self.lifecycle.recipient_undeliverable(ticket, address, now, ruleset, templates)
 
 
-def find_ticket(store: Store, msg: Message) -> Ticket | None:
+def find_ticket(store: Store, msg: Message, team: Team | None = None) -> Ticket | None:
     """The ticket ``msg`` belongs to: its Help Scout conversation, its threading headers,
-    or a ``[#N]`` subject tag from the requester's own domain (``explain`` asks the same)."""
+    or a ``[#N]`` subject tag from the requester's own domain or from the team (an owner's
+    client that drops the threading headers keeps the subject); ``explain`` asks the same."""
     if msg.source == SourceKind.HELPSCOUT and msg.conversation_id is not None:
         return store.ticket_by_conversation(msg.conversation_id)
     ticket = store.ticket_by_thread([*msg.in_reply_to, *reversed(msg.references)])
@@ -270,7 +273,8 @@ def find_ticket(store: Store, msg: Message) -> Ticket | None:
     if number is not None:
         candidate = store.get_ticket(number)
         # A subject tag alone is easy to forge: only the requester's own domain may use it.
-        if candidate and _domain(candidate.requester) == _domain(msg.from_addr):
+        if candidate and (_domain(candidate.requester) == _domain(msg.from_addr)
+                          or (team is not None and team.is_team(msg.from_addr))):
             return candidate
     return None
 

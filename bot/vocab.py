@@ -65,6 +65,7 @@ class TicketEvent(StrEnum):
     AGENT_ASKED = "agent asked"  # the team answered the requester: the ball is with them
     AGENT_CLOSED = "agent closed"
     CLOSED_SILENT = "closed after silence"  # the closure after an unanswered check-in
+    REQUESTER_THANKED = "requester thanked"  # "that worked, thanks!": settled
     MERGED = "merged"  # Help Scout: its conversation was merged into another ticket's
 
 

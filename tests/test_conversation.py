@@ -188,3 +188,23 @@ def test_whoever_answers_mail_only_the_team_received_is_the_team(ruleset: RuleSe
     msg = mail("Me too!", sender="eve@elsewhere.example",
                in_reply_to=("<sb.7.forwarded.0123abcd@example.com>",))
     assert plan(msg, OWNED, ruleset).side == Side.REQUESTER
+
+
+@pytest.mark.parametrize(("words", "thanks"), [
+    ("That worked, thank you so much!", True),
+    ("Thanks, it works again now!", True),
+    ("Thanks, but it still fails on the second page.", False),
+    ("Thanks! Can I also export the notes?", False),
+])
+def test_a_thank_you_settles_the_ticket_and_a_doubt_does_not(
+        ruleset: RuleSet, words: str, thanks: bool) -> None:
+    answered = replace(UNOWNED, state="answered", answered_rules=frozenset(
+        {"password-reset-how-to"}))
+    p = plan(mail(words), answered, ruleset)
+    assert (p.handling == Handling.THANKS) is thanks
+
+
+def test_an_owners_answer_without_threading_headers_is_read_by_its_subject(
+        ruleset: RuleSet) -> None:
+    msg = mail("We fixed it tonight.", sender=OWNER, subject="Re: [#7] Assigned to you: help")
+    assert plan(msg, OWNED, ruleset).handling == Handling.OWNER_ANSWER

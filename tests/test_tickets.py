@@ -34,6 +34,7 @@ TABLE: dict[E, tuple[S | None, ...]] = {
     E.AGENT_ASKED:       (WAIT,   WAIT,   WAIT,   WAIT,   WAIT,   WAIT,   WAIT),
     E.AGENT_CLOSED:      (CLOSED, CLOSED, CLOSED, CLOSED, CLOSED, CLOSED, CLOSED),
     E.CLOSED_SILENT:     (NO,     NO,     NO,     CLOSED, CLOSED, NO,     NO),
+    E.REQUESTER_THANKED: (NO,     NO,     NO,     CLOSED, CLOSED, NO,     CLOSED),
     E.MERGED:            (CLOSED, CLOSED, CLOSED, CLOSED, CLOSED, CLOSED, CLOSED),
 }  # fmt: skip
 

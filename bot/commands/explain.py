@@ -31,6 +31,7 @@ from bot.model import Decision, Message
 from bot.pipeline import find_ticket
 from bot.rules.decide import decide
 from bot.rules.reload import load_set
+from bot.rules.team import Team
 from bot.store import Store, Ticket
 from bot.vocab import ActionKind, Priority, SourceKind
 
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     reply = None
     on: Ticket | None = None
     if message is not None and not decision.ignored:
-        found = _reply_ticket(settings.state, message, args.ticket)
+        found = _reply_ticket(settings.state, message, args.ticket,
+                              Team.of(ruleset.settings, settings.from_addr))
         if isinstance(found, str):
             print(f"supportbot: {found}", file=sys.stderr)
             return 2
@@ -157,13 +159,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reply_ticket(state: Path | str, message: Message,
-                  number: int | None) -> tuple[Store, Ticket] | str | None:
+def _reply_ticket(state: Path | str, message: Message, number: int | None,
+                  team: Team) -> tuple[Store, Ticket] | str | None:
     """The ticket the message is a reply on, from the state (never created by explain)."""
     if isinstance(state, Path) and not state.exists():
         return f"no state at {state}: cannot look up ticket #{number}" if number else None
     store = Store(state)
-    ticket = store.get_ticket(number) if number else find_ticket(store, message)
+    ticket = store.get_ticket(number) if number else find_ticket(store, message, team)
     if ticket is None:
         store.close()
         return f"ticket #{number} is not in {state}" if number else None

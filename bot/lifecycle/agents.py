@@ -36,6 +36,11 @@ def who(msg: Message | None) -> str:
     return msg.from_name or msg.from_addr or "an agent"
 
 
+def agent_of(msg: Message | None) -> str:
+    """The agent as an owner: their address when Help Scout gives one."""
+    return (msg.from_addr if msg is not None and msg.from_addr else who(msg))
+
+
 class AgentActions:
     def __init__(self, store: Store, lifecycle: Lifecycle) -> None:
         self.store = store
@@ -50,17 +55,25 @@ class AgentActions:
             self._ended(ticket, item, now, when, replied=item.change is None)
         elif item.change == LineItem.ASSIGNEE:
             cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_TIMERS, now)
+            self._owned_by(ticket, msg, now)
             self.store.log(now, ticket.id, "taken",
                            f"{(msg.text if msg else '') or 'assigned'} by {who(msg)} in Help "
                            f"Scout at {when}; {cancelled} follow-up(s) cancelled",
                            actor=who(msg))
         elif item.change == LineItem.STATUS:
             cancelled = self.store.cancel_timers(ticket.id, FOLLOWUP_TIMERS, now)
+            self._owned_by(ticket, msg, now)
             self.store.log(now, ticket.id, "status changed",
                            f"{who(msg)} set it {item.status} in Help Scout at {when}; "
                            f"{cancelled} follow-up(s) cancelled", actor=who(msg))
         else:
-            self.lifecycle.agent_replied(ticket, item.status, item.ref, now, ruleset)
+            self.lifecycle.agent_replied(ticket, item.status, item.ref, now, ruleset,
+                                         agent=agent_of(msg))
+
+    def _owned_by(self, ticket: Ticket, msg: Message | None, now: datetime) -> None:
+        """An agent who takes up a ticket nobody owned has it now (never stranded)."""
+        if not ticket.owner:
+            self.store.update_ticket(ticket.id, now, owner=agent_of(msg))
 
     def _ended(self, ticket: Ticket, item: Inbound, now: datetime, when: str, *,
                replied: bool) -> None:

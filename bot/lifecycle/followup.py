@@ -26,7 +26,7 @@ from bot.rules.ruleset import RuleSet
 from bot.rules.team import Team
 from bot.store import Store, Ticket, TimerRow
 from bot.templates import Templates
-from bot.tickets import Tickets, awaiting_requester
+from bot.tickets import Tickets, allowed, awaiting_requester
 from bot.vocab import (
     FOLLOWUP_TIMERS,
     REQUESTER_KINDS,
@@ -144,7 +144,12 @@ class Lifecycle:
                            actor=plan.sender)
             return []
         ids: list[int] = []
-        if plan.handling == Handling.OWNER_ANSWER:
+        if plan.handling == Handling.OWNER_ANSWER and not plan.relay:
+            self.store.mark_visible_update(ticket.id, now)
+            self.store.log(now, ticket.id, "team reply",
+                           f"from {who} to the requester directly: the owner's answer, a "
+                           "visible update", actor=plan.sender)
+        elif plan.handling == Handling.OWNER_ANSWER:
             ids = self.planner.plan(
                 ticket=ticket, kind=MessageKind.OWNER_REPLY, to=[ticket.requester],
                 trigger=trigger, now=now, ruleset=ruleset, templates=templates,
@@ -177,6 +182,23 @@ class Lifecycle:
             self.store.log(now, ticket.id, "ignored", f"from {msg.from_addr}: {plan.reason}",
                            actor=msg.from_addr)
             return []
+        if plan.handling == Handling.THANKS:
+            self.store.cancel_timers(ticket.id, (*FOLLOWUP_TIMERS, TimerKind.REDECIDE), now)
+            self.store.log(now, ticket.id, "thanked", f"from {msg.from_addr}: {plan.reason}",
+                           actor=msg.from_addr)
+            relayed: list[int] = []
+            owner = ticket.owner
+            if plan.relay and owner and "@" in owner and ticket.source != SourceKind.HELPSCOUT:
+                relayed = self.planner.plan(
+                    ticket=ticket, kind=MessageKind.RELAY, to=[owner], trigger=trigger,
+                    now=now, ruleset=ruleset, templates=templates, original=msg, owner=owner,
+                    extra={"is_reply": True, "words": plan.words, "sender": plan.sender,
+                           "sender_name": msg.from_name or plan.sender})
+            if allowed(ticket.state, TicketEvent.REQUESTER_THANKED):
+                self.tickets.apply(ticket, TicketEvent.REQUESTER_THANKED, now,
+                                   last_requester_at=now)
+                self.store.cancel_timers(ticket.id, (TimerKind.ASSIGNED_REMINDER,), now)
+            return relayed
         refs = list(ticket.refs)
         if msg.message_id and msg.message_id not in refs:
             refs = [*refs, msg.message_id][-MAX_REFS:]
@@ -229,7 +251,7 @@ class Lifecycle:
         return ids
 
     def agent_replied(self, ticket: Ticket, status: str | None, trigger: str, now: datetime,
-                      ruleset: RuleSet) -> None:
+                      ruleset: RuleSet, agent: str | None = None) -> None:
         """A Help Scout agent's reply that leaves the conversation pending starts the schedule."""
         if status == HelpScoutStatus.CLOSED:
             self.store.cancel_timers(
@@ -244,9 +266,14 @@ class Lifecycle:
                            "waiting on the requester", actor="agent")
             self._schedule_followup(ticket, trigger, now, ruleset)
         else:
-            self.tickets.apply(ticket, TicketEvent.AGENT_REPLIED, now,
-                               last_visible_update_at=now)
-            self.store.log(now, ticket.id, "agent replied", f"status {status}", actor="agent")
+            # the agent has the ticket now: the bot's own follow-ups and decisions stop
+            self.store.cancel_timers(ticket.id, (*FOLLOWUP_TIMERS, TimerKind.REDECIDE), now)
+            fields: dict[str, object] = {"last_visible_update_at": now}
+            if not ticket.owner:
+                fields["owner"] = agent or "agent"
+            self.tickets.apply(ticket, TicketEvent.AGENT_REPLIED, now, **fields)
+            self.store.log(now, ticket.id, "agent replied", f"status {status}",
+                           actor=agent or "agent")
 
     def recipient_undeliverable(self, ticket: Ticket, address: str, now: datetime,
                                 ruleset: RuleSet, templates: Templates) -> None:
@@ -254,6 +281,10 @@ class Lifecycle:
         self.store.log(now, ticket.id, "undeliverable",
                        f"{address} bounced permanently; {cancelled} follow-up(s) stopped")
         oncall = ruleset.settings.oncall
+        if oncall and not ticket.owner:  # nobody can reach the requester: a person must
+            self.store.update_ticket(ticket.id, now, owner=oncall)
+            self.store.log(now, ticket.id, "handed over", f"to {oncall}: the requester's "
+                           "address bounces")
         if oncall:
             self.planner.plan(ticket=ticket, kind=MessageKind.UNDELIVERABLE, to=[oncall],
                               trigger=f"bounce:{address}", now=now, ruleset=ruleset,

@@ -175,7 +175,10 @@ def flowed(text: str, width: int = FLOWED_WIDTH) -> str:
             line = line[cut + 1:]
         chunks.append(line)
         out.extend(" " + c if c.startswith((" ", ">", "From ")) else c for c in chunks)
-    return "\n".join(out)
+    result = "\n".join(out)
+    if text and out and out[-1] == "" and not text.endswith(("\n", "\r")):
+        result += "\n"  # a last line of spaces is still a line, not the final line break
+    return result
 
 
 def text_part(subtype: str, text: str, *, flow: bool = False) -> tuple[list[bytes], bytes]:
