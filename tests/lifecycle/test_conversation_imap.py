@@ -213,18 +213,22 @@ def test_thanks_after_the_closure_keeps_it_closed(
 
 @pytest.mark.xfail(strict=True, reason="a polite reply with the details closes the ticket "
                    "as a thank-you (/work/prompts/stories-findings.md #19)")
-@pytest.mark.parametrize("words", [
-    f"Thanks for the quick reply. {DETAILS}",
-    "Thank you! It happens when I click Save: the page goes blank, in Chrome.",
-], ids=["thanks-first", "thank-you"])
+@pytest.mark.parametrize(("words", "owner"), [
+    (f"Thanks for the quick reply. {DETAILS}", PRODUCT),
+    ("Thank you! It happens when I click Save: the page goes blank, in Chrome.", PRODUCT),
+    ("Thank you. My invoice shows three seats, I only have two", "billing@example.com"),
+    ("Thanks for getting back to me. My emails are bouncing with 550 errors since this "
+     "morning", "deliverability@example.com"),
+], ids=["thanks-first", "thank-you", "billing", "critical"])
 def test_thanks_with_the_details_is_not_a_thank_you(
-        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, words: str) -> None:
+        tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer, words: str,
+        owner: str) -> None:
     story = asked(tmp_path, mailbox, smtp_server)
     story.run((timedelta(hours=1), ann_replies(story, words, 1)))
-    assert story.kinds() == ["ask_info", "forward", "forwarded"]
+    assert story.kinds()[1:3] == ["forward", "forwarded"]
     with story.store() as store:
         ticket = store.get_ticket(1)
-        assert ticket is not None and (ticket.state, ticket.owner) == ("forwarded", PRODUCT)
+        assert ticket is not None and (ticket.state, ticket.owner) == ("forwarded", owner)
 
 @pytest.mark.parametrize("reply_all", [False, True], ids=["reply", "reply-all"])
 def test_the_owners_answer_reaches_the_requester(
