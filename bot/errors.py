@@ -4,6 +4,7 @@ SupportbotError
  +-- ConfigError          a SUPPORTBOT_* variable is wrong: one line, naming it; exit 2
  +-- RulesError           rules.yaml or a template is invalid: `file:line: message` lines
  +-- MalformedMessage     input that is not an email at all: quarantined, never answered
+ +-- BudgetExceeded       one item cost more than its budget (time, size): quarantined
  +-- SourceError          a source cannot be read (after retries)
  |    +-- AuthError       credentials refused: not retried in a tight loop
  +-- ChannelError         a channel cannot send (after retries)
@@ -33,6 +34,11 @@ class RulesError(SupportbotError):
 
 class MalformedMessage(SupportbotError):
     """The bytes are not an email message we can read; keep them in quarantine."""
+
+
+class BudgetExceeded(SupportbotError):
+    """Processing one item exceeded a budget (a rule pattern's time, a template's size):
+    the item is quarantined with this reason and the worker moves on."""
 
 
 class SourceError(SupportbotError):

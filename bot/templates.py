@@ -5,8 +5,10 @@ files starting with ``_`` are partials for ``{% include %}``. The folder is read
 memory, so a `Templates` object is an immutable snapshot: a half-edited file on disk can
 never reach a requester, and hot reload swaps whole snapshots after `check()` passes.
 
-Sandboxed because ops people edit templates; ``StrictUndefined`` because a typo in a
-variable must fail `supportbot check`, not send "Hi ," to a customer. Autoescape only for
+Sandboxed because ops people edit templates, and bounded (`bot.template_budget`: numbers,
+repetition, output size, a render deadline) so that a mistake costs a failed `check`;
+``StrictUndefined`` because a typo in a variable must fail `supportbot check`, not send
+"Hi ," to a customer. Autoescape only for
 ``.html``. The context variables are listed in `sample_context()` and in docs/rules.md.
 """
 
@@ -21,9 +23,9 @@ from typing import Any
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.environment import Environment
-from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import RulesError
+from bot.template_budget import RENDER_SECONDS, BoundedSandbox, bounded_output, deadline
 from bot.vocab import MessageKind, Priority
 
 SUFFIXES = (".txt", ".html")
@@ -111,8 +113,9 @@ def _template_line(exc: BaseException, filename: str) -> int:
 class Templates:
     """A validated-on-demand snapshot of a templates folder."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, render_seconds: float = RENDER_SECONDS) -> None:
         self.directory = Path(directory)
+        self.render_seconds = render_seconds
         if not self.directory.is_dir():
             raise RulesError([f"{self.directory}: templates folder not found"])
         self._problems: list[str] = []
@@ -126,7 +129,7 @@ class Templates:
                 self._problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
         self._sources = sources
         self._checked: list[str] | None = None
-        self.env = SandboxedEnvironment(
+        self.env = BoundedSandbox(
             loader=_SnapshotLoader(self.directory, sources),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and str(name).endswith(".html"),
@@ -160,7 +163,9 @@ class Templates:
     def _render_file(self, filename: str, context: Mapping[str, object]) -> str:
         path = str(self.directory / filename)
         try:
-            return self.env.get_template(filename).render(dict(context))
+            template = self.env.get_template(filename)
+            with deadline(self.render_seconds):
+                return bounded_output(template.generate(dict(context)))
         except TemplateSyntaxError as exc:
             raise RulesError([f"{path}:{exc.lineno}: {exc.message}"]) from None
         # Any failure of an ops-edited template is a template error.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.errors import BudgetExceeded
 from bot.mail.addresses import reply_recipient
 from bot.mail.automated import detect_automated
 from bot.model import Action, Decision, Message, TicketView, TraceStep
@@ -33,6 +34,8 @@ def decide(message: Message, ticket: TicketView | None, now: datetime, ruleset: 
     """Classify one message; see the module docstring for how rules combine."""
     try:
         return _decide(message, ticket, ruleset, own_addresses, own_domain)
+    except BudgetExceeded:
+        raise  # the message is quarantined with the reason, never guessed at
     except Exception as exc:  # noqa: BLE001 - a broken message or rule must never lose the ticket
         return _fallback(message, ruleset, exc)
 

@@ -15,6 +15,7 @@ from functools import cached_property
 from bot.mail.html2text import html_to_text
 from bot.model import Attachment, Message
 from bot.rules.ownwords import UUENCODED, OwnWords, read_own_words
+from bot.rules.patterns import SafePattern
 from bot.rules.prefilter import prefilter
 from bot.rules.schema import AttachmentTest, Condition, CountTest, HeaderTest, Test
 
@@ -164,11 +165,12 @@ def _short(text: str, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _compile(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
+def _compile(pattern: str, case_sensitive: bool) -> SafePattern:
     """Case-insensitive patterns run on lower-cased text, so IGNORECASE (slower) is only
-    needed when the pattern itself has upper-case letters (escapes like \\S aside)."""
+    needed when the pattern itself has upper-case letters (escapes like \\S aside).
+    Every search is bounded in time (`bot.rules.patterns`)."""
     upper = any(c.isupper() for c in re.sub(r"\\.", "", pattern))
-    return re.compile(pattern, re.IGNORECASE if upper and not case_sensitive else 0)
+    return SafePattern(pattern, re.IGNORECASE if upper and not case_sensitive else 0)
 
 
 class Matcher:

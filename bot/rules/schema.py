@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from bot.rules.calendar import DAY_NAMES
 from bot.rules.durations import parse_duration, parse_time
+from bot.rules.patterns import backtracking_risk
 
 Priority = Literal["critical", "high", "normal", "low"]
 RuleAction = Literal["acknowledge", "ask_info", "answer", "forward"]
@@ -98,6 +99,9 @@ class Test(Strict):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+            risk = backtracking_risk(pattern)
+            if risk:
+                raise ValueError(f"regular expression {pattern[:80]!r} refused: {risk}")
         return patterns
 
     def operators(self) -> list[str]:

@@ -46,6 +46,38 @@ RulesYamlLoader.add_implicit_resolver(
     re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?)$"), list("-+0123456789"))
 
 
+# An ops-edited file of rules: a few hundred rules are tens of kilobytes. Aliases share one
+# node, so a "billion laughs" file of nine nested aliases is tiny as a tree and 10^9 values
+# once anything (validation, `check`) walks it: the walk is counted first, without walking.
+MAX_CHARS = 2_000_000
+MAX_VALUES = 200_000
+
+
+def _refuse_alias_bombs(root: Node) -> None:
+    """Count the values the document expands to (shared nodes counted once per use)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[Node] = []
+        if isinstance(node, MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            children = list(node.value)
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        size = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if size > MAX_VALUES:
+            raise YamlSyntaxError(node.start_mark.line + 1,
+                                  f"the YAML expands to more than {MAX_VALUES:,} values "
+                                  "(aliases of aliases?)")
+        sizes[id(node)] = size
+
+
 class YamlSyntaxError(Exception):
     def __init__(self, line: int, message: str) -> None:
         self.line = line
@@ -62,10 +94,14 @@ class YamlDocument:
 
     @classmethod
     def parse(cls, text: str) -> YamlDocument:
+        if len(text) > MAX_CHARS:
+            raise YamlSyntaxError(1, f"the file is larger than {MAX_CHARS:,} characters")
         loader: RulesYamlLoader | None = None
         try:
             loader = RulesYamlLoader(text)  # checks for unprintable characters already
             root = loader.get_single_node()
+            if root is not None:
+                _refuse_alias_bombs(root)
             data = loader.construct_document(root) if root is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
