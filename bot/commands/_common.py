@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -69,3 +70,15 @@ def _relative(path: Path) -> str:
         return str(Path(os.path.abspath(path)).relative_to(Path.cwd()))  # keep venv links
     except ValueError:
         return str(path)
+
+
+_ID = re.compile(r"#?[0-9]{1,18}")
+
+
+def record_id(text: str) -> int:
+    """An argparse type: a ticket or quarantine number (``42`` or ``#42``), with a clear
+    error for anything else (a 40-digit number used to end in an OverflowError)."""
+    value = text.strip()
+    if not _ID.fullmatch(value) or int(value.lstrip("#")) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of 1 to 18 digits")
+    return int(value.lstrip("#"))

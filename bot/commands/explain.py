@@ -33,6 +33,7 @@ from bot.rules.decide import decide
 from bot.rules.reload import load_set
 from bot.rules.team import Team
 from bot.store import Store, Ticket
+from bot.terminal import safe
 from bot.vocab import ActionKind, Priority, SourceKind
 
 ORDER = 31
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         text = text.replace("\nRules:", f"\nReply on ticket #{on.id} "
                             f"({on.state}, owner {on.owner or '-'}): "
                             f"{reply.handling}\n\nRules:", 1)
-    print(text)
+    print(safe(text))
     return 0
 
 

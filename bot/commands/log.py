@@ -6,7 +6,8 @@ import argparse
 import json
 
 from bot.clock import to_iso
-from bot.commands._common import open_store, setup
+from bot.commands._common import open_store, record_id, setup
+from bot.terminal import safe
 from bot.vocab import REQUESTER_KINDS, OutboxStatus
 
 ORDER = 40
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Every decision and action for one ticket, time-stamped, "
                        "with the rule and the actor. TICKET is our id (42 or #42) or a Help "
                        "Scout conversation number.")
-    p.add_argument("ticket", help="ticket id or Help Scout conversation number")
+    p.add_argument("ticket", type=record_id,
+                   help="ticket id or Help Scout conversation number")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run)
 
@@ -28,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     settings = setup(args, check_runtime=False)
     store = open_store(settings)
     try:
-        ticket = store.find_ticket(args.ticket)
+        ticket = store.find_ticket(str(args.ticket))
         if ticket is None:
-            print(f"supportbot: no ticket {args.ticket!r}")
+            print(f"supportbot: no ticket {args.ticket}")
             return 1
         entries = store.activity(ticket.id)
         if args.json:
@@ -50,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
         state = ticket.state + "".join(f"; {r.kind} not sent yet ({r.status}"
                                        + (f": {r.last_error})" if r.last_error else ")")
                                        for r in unsent)
-        print(f"Ticket #{ticket.id} [{state}] {ticket.subject!r} from {ticket.requester}")
+        print(safe(f"Ticket #{ticket.id} [{state}] {ticket.subject!r} from {ticket.requester}"))
         print(f"  priority={ticket.priority} topic={ticket.topic} owner={ticket.owner or '-'}"
               + (f" helpscout=#{ticket.conversation_number}" if ticket.conversation_number else ""))
         for e in entries:
             rule = f" [rule {e.rule}]" if e.rule else ""
-            print(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.actor:<8} {e.action:<18} {e.detail}{rule}")
+            print(safe(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.actor:<8} {e.action:<18} {e.detail}{rule}"))
         return 0
     finally:
         store.close()

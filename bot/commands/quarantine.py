@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.commands._common import open_store, setup
+from bot.commands._common import open_store, record_id, setup
+from bot.terminal import safe, safe_bytes
 
 ORDER = 44
 
@@ -20,14 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "`retry ID` hands it back: the worker ingests the kept copy on its next"
                        " cycle.")
     p.add_argument("op", nargs="?", default="list", choices=["list", "show", "retry", "drop"])
-    p.add_argument("id", nargs="?", type=_quarantine_id)
+    p.add_argument("id", nargs="?", type=record_id)
+    p.add_argument("--raw", action="store_true",
+                   help="show: write the kept bytes exactly (control characters are escaped "
+                   "otherwise, so that mail cannot send commands to your terminal)")
     p.set_defaults(func=run)
-
-
-def _quarantine_id(text: str) -> int:
-    if not text.lstrip("#").isdigit() or int(text.lstrip("#")) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a quarantine ID (see `quarantine list`)")
-    return int(text.lstrip("#"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if args.op == "list":
             rows = store.quarantined()
             for r in rows:
-                print(f"#{r.id} {r.at:%Y-%m-%dT%H:%M:%S} {r.ref}: {r.error}")
+                print(safe(f"#{r.id} {r.at:%Y-%m-%dT%H:%M:%S} {r.ref}: {r.error}"))
             print(f"{len(rows)} message(s) in quarantine")
             return 0
         if args.id is None:
@@ -48,14 +46,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"supportbot: no quarantined message #{args.id}", file=sys.stderr)
             return 1
         if args.op == "show":
-            sys.stdout.buffer.write(row.raw or b"")
+            raw = row.raw or b""
+            sys.stdout.buffer.write(raw if args.raw else safe_bytes(raw))
             return 0
         with store.transaction():
             if args.op == "retry":
                 store.set_quarantine_status(args.id, "retry")
             else:
                 store.set_quarantine_status(args.id, "dropped")
-        print(f"#{args.id} {'dropped' if args.op == 'drop' else 'queued for retry'}: {row.ref}")
+        print(safe(f"#{args.id} {'dropped' if args.op == 'drop' else 'queued for retry'}: "
+                   f"{row.ref}"))
         return 0
     finally:
         store.close()

@@ -37,6 +37,10 @@ MAX_DEPTH = 40
 _FOLD = re.compile(r"[\r\n]+[ \t]*")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
 _MSGID = re.compile(r"<[^<>\s]+>")
+_PRINTABLE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
+MAX_ID_CHARS = 250
+MAX_REFERENCES = 50  # a References header keeps the root and the latest 49
+MAX_ID_HEADER_CHARS = 64_000
 _ANGLE_ADDR = re.compile(r"<[^<>]*>")
 _BOM = b"\xef\xbb\xbf"
 # compat32 first: we decode every header ourselves, and policy.default re-parses
@@ -410,15 +414,27 @@ def _name_only(value: str | None) -> str:
 
 
 def _message_ids(value: str | None, *, bare_ok: bool = False) -> tuple[str, ...]:
-    """``<id@host>`` tokens; a lone bare ``id@host`` is bracketed so it can still match."""
+    """``<id@host>`` tokens; a lone bare ``id@host`` is bracketed so it can still match.
+
+    Only printable ASCII ids of at most `MAX_ID_CHARS` survive (a NUL, an ESC or a
+    non-ASCII letter would travel into our own References header or a terminal), and at
+    most `MAX_REFERENCES` of them: the first (the thread's root) and the latest.
+    """
     if not value:
         return ()
-    ids = tuple(_MSGID.findall(value))
+    ids = tuple(i for i in _MSGID.findall(value[:MAX_ID_HEADER_CHARS]) if _usable_id(i))
     if not ids and bare_ok:
         token = value.strip()
-        if token and "@" in token and not any(c.isspace() or c in "<>" for c in token):
+        if token and "@" in token and not any(c.isspace() or c in "<>" for c in token) \
+                and _usable_id(f"<{token}>"):
             return (f"<{token}>",)
+    if len(ids) > MAX_REFERENCES:
+        ids = (ids[0], *ids[-(MAX_REFERENCES - 1):])
     return ids
+
+
+def _usable_id(message_id: str) -> bool:
+    return len(message_id) <= MAX_ID_CHARS and _PRINTABLE_ID.fullmatch(message_id) is not None
 
 
 def _return_path(value: str | None) -> str | None:

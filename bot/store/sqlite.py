@@ -22,6 +22,19 @@ def _dict_row(cursor: sqlite3.Cursor, values: tuple[SqlValue, ...]) -> dict[str,
     return {col[0]: value for col, value in zip(cursor.description, values, strict=True)}
 
 
+def _owner_only(path: Path) -> None:
+    """On every open, not only at creation: a file copied or restored with a world-readable
+    mode would otherwise stay readable by every user of the machine (it holds mail)."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not our file (a read-only `status` of someone else's)
+            continue
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
     """Open (creating owner-only if new) and migrate the store at ``path``."""
     if str(path) != ":memory:":
@@ -29,6 +42,7 @@ def connect(path: Path | str) -> sqlite3.Connection:
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.exists():
             os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+        _owner_only(p)
     old_umask = os.umask(0o077)  # the -wal and -shm files inherit owner-only too
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)

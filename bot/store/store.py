@@ -273,7 +273,7 @@ class Store:
     def find_ticket(self, key: str) -> Ticket | None:
         """By our id (``42``/``#42``) or, failing that, a Help Scout conversation number."""
         text = key.strip().lstrip("#")
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:  # SQLite's integers
             return None
         ticket = self.get_ticket(int(text))
         if ticket is not None:
