@@ -274,6 +274,11 @@ def load_settings(
             webhook_secret=e.text("HELPSCOUT_WEBHOOK_SECRET"),
             webhook_port=e.port("HELPSCOUT_WEBHOOK_PORT", None),
         )
+        if helpscout.webhook_port and not helpscout.webhook_secret:
+            # the receiver refuses unsigned wake-ups, so this would silently start nothing
+            raise ConfigError(
+                f"{PREFIX}HELPSCOUT_WEBHOOK_PORT is set but {PREFIX}HELPSCOUT_WEBHOOK_SECRET is "
+                "not: set the secret of the Help Scout webhook (or unset the port to poll only)")
 
     embedded = imap is None and helpscout is None
     explicit_outbox = e.raw("OUTBOX_MAILDIR") is not None
