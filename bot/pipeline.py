@@ -32,7 +32,8 @@ from bot.rules.team import Team
 from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
 from bot.templates import Templates
-from bot.vocab import Author, SourceKind
+from bot.ticket_join import may_join
+from bot.vocab import Author, SourceKind, TicketState
 
 log = structlog.get_logger(__name__)
 
@@ -175,7 +176,7 @@ class Pipeline:
             return Outcome(item.ref, "own", message=msg)
 
         ruleset, templates = self.rules.current
-        ticket = self._find_ticket(msg)
+        ticket, refused_claim = self._joinable_ticket(msg)
         if item.author == Author.AGENT:
             return self._agent_thread(item, msg, ticket, now, record)
 
@@ -201,6 +202,8 @@ class Pipeline:
                            detail="recorded, not acted on (first start)")
 
         ticket = self._open_ticket(msg, item, now)
+        if refused_claim:
+            self.store.log(now, ticket.id, "claimed reference refused", refused_claim)
         record("ticket", ticket.id)
         ids = self.act(ticket, msg, decision, item.ref, now, ruleset, templates)
         return Outcome(item.ref, "ticket", ticket.id, decision, msg, outbox_ids=ids)
@@ -208,6 +211,23 @@ class Pipeline:
     def _find_ticket(self, msg: Message) -> Ticket | None:
         ruleset = self.rules.current[0]
         return find_ticket(self.store, msg, Team.of(ruleset.settings, self.settings.from_addr))
+
+    def _joinable_ticket(self, msg: Message) -> tuple[Ticket | None, str | None]:
+        """The claimed ticket if ``msg``'s sender may join it (`bot.ticket_join`); else no
+        ticket, and why the claim was refused (for the new ticket's log)."""
+        ticket = self._find_ticket(msg)
+        if ticket is None or msg.source == SourceKind.HELPSCOUT:
+            return ticket, None
+        verdict = may_join(
+            requester=ticket.requester, closed=ticket.state == TicketState.CLOSED,
+            sender=msg.from_addr, recipients=(*msg.to, *msg.cc),
+            participants={m.from_addr for m in self.store.ticket_messages(ticket.id)},
+            is_team=self.planner.team.is_team(msg.from_addr))
+        if verdict.joins:
+            return ticket, None
+        log.warning("claimed ticket refused", ticket=ticket.id, sender=msg.from_addr,
+                    reason=verdict.reason)
+        return None, f"claimed ticket #{ticket.id} from {msg.from_addr}: {verdict.reason}"
 
     def _open_ticket(self, msg: Message, item: Inbound, now: datetime) -> Ticket:
         requester = (reply_recipient(msg) if msg.source != SourceKind.HELPSCOUT
