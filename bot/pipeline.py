@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from bot.config import Settings
+from bot.conversation import our_kind
 from bot.errors import MalformedMessage, StoreError
 from bot.lifecycle.agents import AgentActions
 from bot.lifecycle.followup import Lifecycle
@@ -33,7 +34,7 @@ from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
 from bot.templates import Templates
 from bot.ticket_join import may_join
-from bot.vocab import Author, SourceKind, TicketState
+from bot.vocab import Author, SourceKind, TicketState, spec
 
 log = structlog.get_logger(__name__)
 
@@ -222,7 +223,8 @@ class Pipeline:
             requester=ticket.requester, closed=ticket.state == TicketState.CLOSED,
             sender=msg.from_addr, recipients=(*msg.to, *msg.cc),
             participants={m.from_addr for m in self.store.ticket_messages(ticket.id)},
-            is_team=self.planner.team.is_team(msg.from_addr))
+            is_team=self.planner.team.is_team(msg.from_addr),
+            answers_team_message=_answers_team_message(msg, ticket.id))
         if verdict.joins:
             return ticket, None
         log.warning("claimed ticket refused", ticket=ticket.id, sender=msg.from_addr,
@@ -297,6 +299,11 @@ def find_ticket(store: Store, msg: Message, team: Team | None = None) -> Ticket 
                           or (team is not None and team.is_team(msg.from_addr))):
             return candidate
     return None
+
+
+def _answers_team_message(msg: Message, ticket_id: int) -> bool:
+    kind = our_kind((*msg.references, *msg.in_reply_to), ticket_id)
+    return kind is not None and not spec(kind).to_requester
 
 
 def _domain(address: str) -> str:

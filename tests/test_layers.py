@@ -19,16 +19,16 @@ BOT = Path(__file__).resolve().parent.parent / "bot"
 # Lowest first. ``pkg.*`` is the package and everything in it; the most specific entry wins.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("bot", "bot.errors", "bot.clock", "bot.vocab", "bot.model", "bot.log",
-                    "bot.tls", "bot.config", "bot.metrics")),
+                    "bot.tls", "bot.config", "bot.metrics", "bot.terminal")),
     ("mail", ("bot.mail.*",)),
-    ("rules", ("bot.rules.*", "bot.templates")),
+    ("rules", ("bot.rules.*", "bot.templates", "bot.template_budget")),
     ("store", ("bot.store.*",)),
     ("adapters", ("bot.helpscout.*", "bot.imap_connection", "bot.sources.*", "bot.channels.*")),
     # The core, split along the data flow: the leaves it is built from, then planning
     # (decision or due timer -> outbox rows), the lifecycle that plans, and ingestion
     # (source item -> ledger -> ticket), which calls them all.
-    ("core leaves", ("bot.tickets", "bot.conversation", "bot.expand", "bot.outbox",
-                     "bot.reports", "bot.health", "bot.retention")),
+    ("core leaves", ("bot.tickets", "bot.conversation", "bot.ticket_join", "bot.expand",
+                     "bot.outbox", "bot.reports", "bot.health", "bot.retention")),
     ("core: plan", ("bot.plan",)),
     ("core: lifecycle", ("bot.lifecycle.*",)),
     ("core: ingest", ("bot.pipeline",)),

@@ -29,12 +29,14 @@ ANN = "ann@customer.example"
     ("carl@partner.example", [], ["carl@partner.example"], False, True, False),
     ("agent@example.com", [], [], True, True, True),
     ("", [], [], False, False, False),
+    ("pat@lists.example", [], [], False, False, "team-message"),  # answered our forward
 ])
 def test_join_policy(sender: str, recipients: list[str], participants: list[str], team: bool,
-                     closed: bool, joins: bool) -> None:
+                     closed: bool, joins: bool | str) -> None:
     verdict = may_join(requester=ANN, closed=closed, sender=sender, recipients=recipients,
-                       participants=participants, is_team=team)
-    assert verdict.joins is joins and verdict.reason
+                       participants=participants, is_team=team,
+                       answers_team_message=joins == "team-message")
+    assert verdict.joins is bool(joins) and verdict.reason
 
 
 def cycle(settings: Settings, clock: FakeClock) -> None:
