@@ -7,7 +7,9 @@ Suites: crash (SIGKILLed worker process, Dovecot + aiosmtpd), postgres (the same
 workers on one private PostgreSQL, SIGKILLed in turn), network (fault proxies in
 front of IMAP, SMTP and Help Scout), helpscout (a misbehaving fake Help Scout), input
 (the shared corpus through the worker, hypothesis fuzzers, atheris when installed), and
-security (tests/test_security.py plus the defects pinned as strict xfails). The short
+security (tests/test_security.py plus the defects pinned as strict xfails), and hostile
+(issue 16: the hostile mailbox with CPU seconds per poison, a webhook flood against a worker
+with few file descriptors, ops mistakes through `check`). The short
 version has the sizes CI runs (tests/reliability); --long is `make reliability-long`
 (about 11 minutes on 2 cores). Exit status 1 when any suite found a problem.
 """
@@ -32,6 +34,9 @@ from hypothesis import strategies as st
 
 from bot.rules.load import load_ruleset
 from bot.templates import Templates
+from tests.hostile.flood import run_flood
+from tests.hostile.mailbox import run_mailbox
+from tests.hostile.opsmistakes import run_ops_mistakes
 from tests.reliability import fuzz
 from tests.reliability.badinput import run_corpus
 from tests.reliability.crash import run_crash_suite
@@ -43,7 +48,7 @@ from tests.servers.postgres import PostgresServer, find_bindir
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
-SUITES = ("crash", "postgres", "network", "helpscout", "input", "security")
+SUITES = ("crash", "postgres", "network", "helpscout", "input", "security", "hostile")
 # The defects the suites found in code this suite does not own, pinned as strict xfails.
 PINNED = [
     "tests/reliability/test_crash.py::test_a_kill_mid_batch_resends_at_most_the_message_in_flight",
@@ -68,11 +73,13 @@ class Sizes:
     fuzz_rules: int
     atheris_seconds: int
     crash_postgres: tuple[int, int] = (30, 8)  # (tickets, kills) over two workers
+    flood_connections: int = 400  # idle webhook connections against a worker ...
+    flood_fd_limit: int = 128  # ... allowed this many file descriptors
 
 
 SHORT = Sizes(60, 8, None, 24, 12, 12, 30, 12, 0, 100, 2000, 500, 0)
 LONG = Sizes(500, 60, (150, 20), 200, 100, 80, 200, 60, 3, 1500, 20000, 3000, 60,
-             crash_postgres=(200, 60))
+             crash_postgres=(200, 60), flood_connections=1100, flood_fd_limit=1024)
 
 
 @dataclass
@@ -230,6 +237,27 @@ def security() -> list[Outcome]:
     return [Outcome("security", rows, problems, time.monotonic() - started)]
 
 
+def hostile(sizes: Sizes, work: Path) -> list[Outcome]:
+    say("hostile mailbox: each poison between two normal tickets")
+    out = [timed("hostile", "Hostile mailbox: poisons between normal tickets (CPU s per poison)",
+                 lambda: run_mailbox(work / "mailbox"))]
+    say(f"webhook flood: {sizes.flood_connections} idle connections")
+    out.append(timed("hostile", f"Webhook flood: {sizes.flood_connections} idle connections, "
+                     f"worker limited to {sizes.flood_fd_limit} descriptors",
+                     lambda: run_flood(_fresh(work / "flood"),
+                                       connections=sizes.flood_connections,
+                                       fd_limit=sizes.flood_fd_limit)))
+    say("ops mistakes through check")
+    out.append(timed("hostile", "Ops mistakes: regex, template and YAML bombs through check",
+                     lambda: run_ops_mistakes(work / "ops")))
+    return out
+
+
+def _fresh(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 # -- main ---------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -278,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcomes += bad_input(sizes, work)
         if "security" in only:
             outcomes += security()
+        if "hostile" in only:
+            outcomes += hostile(sizes, work)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,18 +17,9 @@ from bot.runtime import open_worker
 from bot.store import Store
 from bot.templates import Templates
 from tests.helpers import REPO, deliver, embedded_settings, make_mail, outbox_mail
+from tests.hostile.opsmistakes import TEMPLATE_BOMBS, rules_with, yaml_bomb
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-def rules_with(tmp: Path, pattern: str) -> Path:
-    """The default rules with one more rule, first, matching ``pattern`` in the body."""
-    text = (REPO / "rules.yaml").read_text()
-    rule = (f"  - name: ops-mistake\n    when:\n      body:\n        matches: '{pattern}'\n"
-            "    action: acknowledge\n\n")
-    path = tmp / "rules.yaml"
-    path.write_text(text.replace("\nrules:\n", "\nrules:\n" + rule, 1))
-    return path
 
 
 @pytest.mark.parametrize("pattern", [r"(a+)+$", r"(\w+\s?)*!", r"(x*)*y", r"(ab+c)+"])
@@ -68,23 +59,6 @@ def test_a_pattern_that_explodes_at_run_time_quarantines_that_message_alone(
     assert "BudgetExceeded" in held.error and "took more than" in held.error
 
 
-TEMPLATE_BOMBS = {
-    "power": "{{ 9**(9**9) }}",
-    "repetition": "{{ 'A'*10**10 }}",
-    "format-width": "{{ '%999999999d' % 1 }}",
-    "str-format-width": "{{ '{:999999999}'.format(1) }}",
-    "filter-width": "{{ 'x'|center(999999999) }}",
-    "doubling": "{% set ns = namespace(s='ab') %}{% for i in range(60) %}"
-                "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
-    "replace": "{{ ('a'*1000)|replace('a', 'a'*1000) }}",
-    "lipsum": "{{ lipsum(n=10**6) }}",
-    "big-output": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}"
-                  "{% endfor %}",
-    "silent-loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
-                    "{% endfor %}Hi {{ name }}",
-}
-
-
 @pytest.mark.parametrize("bomb", sorted(TEMPLATE_BOMBS))
 def test_check_refuses_template_bombs(tmp_path: Path, bomb: str) -> None:
     templates = tmp_path / "templates"
@@ -107,10 +81,8 @@ def test_a_template_bomb_saved_while_the_worker_runs_is_rejected_at_reload(
 
 
 def test_check_refuses_a_yaml_alias_bomb(tmp_path: Path) -> None:
-    lines = ['lol0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    lines += [f"lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
     path = tmp_path / "rules.yaml"
-    path.write_text("\n".join(lines) + "\n" + (REPO / "rules.yaml").read_text())
+    path.write_text(yaml_bomb())
     with pytest.raises(RulesError) as caught:
         load_set(path, REPO / "templates")
     assert any("expands to more than" in e for e in caught.value.errors)
