@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.errors import RulesError
 from bot.mail.addresses import reply_recipient
+from bot.mail.echo import echo_subject, greeting_name
 from bot.mail.html2text import html_to_text
 from bot.model import Decision, Message
 from bot.rules.details import missing_details
@@ -94,15 +95,14 @@ def context(about: About, ruleset: RuleSet, *, kind: MessageKind | str, rule: st
             extra: dict[str, object] | None = None) -> dict[str, object]:
     """The variables every template sees (docs/rules.md lists them)."""
     s = ruleset.settings
-    first = (about.requester_name or "").split()
     owner = owner or about.owner
     ctx: dict[str, object] = {
-        "name": first[0] if first else "there",
+        "name": greeting_name(about.requester_name or "") or "there",
         "requester": about.requester,
         "requester_name": about.requester_name or about.requester,
         "ticket_id": about.ticket_id or 0,
         "ticket_ref": f"[#{about.ticket_id}]" if about.ticket_id else "[#new]",
-        "subject": about.subject or "your request",
+        "subject": echo_subject(about.subject or "") or "your request",
         "owner": owner or "",
         "owner_name": s.owner_name(owner) if owner else "",
         "topic": about.topic or "",

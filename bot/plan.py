@@ -38,6 +38,20 @@ log = structlog.get_logger(__name__)
 
 MAX_REFS = 20  # Message-IDs a ticket keeps for threading (its root is kept apart)
 
+# Beyond `settings.limits.per_recipient_per_day` (per mailbox): automatic messages to one
+# recipient domain per hour, and to one team address per day.
+PER_DOMAIN_PER_HOUR = 20
+TEAM_PER_DAY = 200
+# Mail providers whose domain is shared by millions of strangers: the per-mailbox cap
+# protects their users; a per-domain cap would only silence the help desk.
+SHARED_PROVIDERS = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+    "yahoo.com", "ymail.com", "icloud.com", "me.com", "mac.com", "aol.com", "gmx.com",
+    "gmx.de", "gmx.net", "web.de", "mail.com", "proton.me", "protonmail.com", "yandex.ru",
+    "mail.ru", "qq.com", "163.com", "fastmail.com", "zoho.com", "orange.fr", "free.fr",
+    "t-online.de", "libero.it", "comcast.net"})
+
+
 class Planner:
     """Renders templates, composes mail or Help Scout operations, records outbox rows."""
 
@@ -285,16 +299,37 @@ class Planner:
         """Split recipients into those we may write to and reasons for the others."""
         ok: list[str] = []
         why: list[str] = []
-        cap = self.cap
         for address in to:
             a = address.lower()
             if a == self.settings.from_addr:
                 why.append(f"{a} is the bot's own address")
             elif self.store.is_undeliverable(a):
                 why.append(f"{a} is undeliverable (bounced)")
-            elif (to_requester and cap is not None and not self.team.is_team(a)
-                  and self.store.recent_sends_to(a, now - timedelta(hours=24)) >= cap):
-                why.append(f"{a} reached the cap of {cap} automatic messages per 24 h")
+            elif (capped := self._capped(a, to_requester=to_requester, now=now)) is not None:
+                why.append(capped)
             else:
                 ok.append(a)
         return ok, why
+
+    def _capped(self, address: str, *, to_requester: bool, now: datetime) -> str | None:
+        """Why ``address`` may not get another automatic message now, or None.
+
+        Counted per mailbox (`cap_key`: case, +tags, ignored dots), so the bot cannot be
+        made to mail one victim through address variants; per recipient domain an hour
+        (shared mail providers aside), so it cannot flood one company; and the team's own
+        addresses too, higher, so a flood of tickets cannot flood on-call without end."""
+        day = now - timedelta(hours=24)
+        if self.team.is_team(address):
+            if self.store.recent_sends_to(address, day) >= TEAM_PER_DAY:
+                return f"{address} reached the team cap of {TEAM_PER_DAY} messages per 24 h"
+            return None
+        if not to_requester:
+            return None
+        if self.cap is not None and self.store.recent_sends_to(address, day) >= self.cap:
+            return f"{address} reached the cap of {self.cap} automatic messages per 24 h"
+        domain = address.rpartition("@")[2]
+        if domain not in SHARED_PROVIDERS and self.store.recent_sends_to_domain(
+                domain, now - timedelta(hours=1)) >= PER_DOMAIN_PER_HOUR:
+            return (f"{domain} reached the cap of {PER_DOMAIN_PER_HOUR} automatic messages "
+                    "per hour to one domain")
+        return None

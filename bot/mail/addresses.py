@@ -111,3 +111,21 @@ def reply_recipient(msg: Message) -> str | None:
         if bare is not None:
             return bare.lower()
     return None
+
+
+# Providers that ignore dots in the local part (and where googlemail.com is gmail.com).
+_DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def cap_key(address: str) -> str:
+    """The mailbox an address reaches, for the caps: case folded, ``+tag`` dropped, and
+    dots dropped where the provider ignores them (``V.ictim+7@GoogleMail.com`` ->
+    ``victim@gmail.com``), so twelve variants of one address share one cap."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS:
+        domain = _DOTLESS[domain]
+        local = local.replace(".", "")
+    return f"{local}@{domain}"

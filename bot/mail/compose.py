@@ -29,6 +29,7 @@ from email.utils import format_datetime
 
 from bot.mail import mime
 from bot.mail.addresses import valid_address
+from bot.mail.echo import echo_subject
 from bot.mail.ticketref import TICKET_REF
 
 
@@ -49,7 +50,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
 
 MAX_REFERENCES = 20  # the root plus the most recent ids: enough to thread, bounded in size
-MAX_SUBJECT = 250
 # Set by compose() itself; extra_headers may not replace them.
 _RESERVED = frozenset({
     "from", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references",
@@ -78,9 +78,7 @@ def ticket_subject(original: str, ticket_id: int) -> str:
     while previous != text:
         previous = text
         text = _REPLY_PREFIX.sub("", text, count=1)
-    text = " ".join(text.split())
-    if len(text) > MAX_SUBJECT:
-        text = text[:MAX_SUBJECT].rstrip() + "…"
+    text = echo_subject(text)  # short and plain: the bot must not carry a stranger's text
     return f"Re: {text or 'Your request'} [#{ticket_id}]"
 
 

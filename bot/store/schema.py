@@ -212,6 +212,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX messages_raw_hash ON messages(raw_hash);
     CREATE INDEX outbox_original_hash ON outbox(original_hash);
     """),
+    # 6: the caps count the mailbox an address reaches (case, +tags, ignored dots) and the
+    #    recipient's domain, so variants of one address cannot multiply them
+    Migration("""
+    ALTER TABLE outbox_recipients ADD COLUMN cap_key TEXT;
+    ALTER TABLE outbox_recipients ADD COLUMN domain TEXT;
+    CREATE INDEX outbox_recipients_cap ON outbox_recipients(cap_key, created_at);
+    CREATE INDEX outbox_recipients_domain ON outbox_recipients(domain, created_at);
+    """),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.clock import to_iso
+from bot.mail.addresses import cap_key
 from bot.store.database import Database, Dialect, Row, SqlValue, open_database
 from bot.store.rows import (
     ActivityRow,
@@ -435,8 +436,10 @@ class Store:
         outbox_id = Cols(row).num("id")
         if status != OutboxStatus.SUPPRESSED:
             self.db.run_many(
-                "INSERT INTO outbox_recipients(outbox_id, address, created_at) VALUES (?,?,?)",
-                [(outbox_id, r.lower(), to_iso(now)) for r in recipients])
+                "INSERT INTO outbox_recipients(outbox_id, address, cap_key, domain, created_at)"
+                " VALUES (?,?,?,?,?)",
+                [(outbox_id, r.lower(), cap_key(r), r.rpartition("@")[2].lower(), to_iso(now))
+                 for r in recipients])
         return outbox_id
 
     def outbox_row(self, outbox_id: int) -> OutboxRow | None:
@@ -533,9 +536,16 @@ class Store:
         )
 
     def recent_sends_to(self, address: str, since: datetime) -> int:
+        """Messages planned since ``since`` to the mailbox ``address`` reaches (`cap_key`)."""
         row = self.db.one(
-            "SELECT count(*) AS n FROM outbox_recipients WHERE address = ? AND created_at >= ?",
-            (address.lower(), to_iso(since)))
+            "SELECT count(*) AS n FROM outbox_recipients WHERE cap_key = ? AND created_at >= ?",
+            (cap_key(address), to_iso(since)))
+        return 0 if row is None else Cols(row).num("n")
+
+    def recent_sends_to_domain(self, domain: str, since: datetime) -> int:
+        row = self.db.one(
+            "SELECT count(*) AS n FROM outbox_recipients WHERE domain = ? AND created_at >= ?",
+            (domain.lower(), to_iso(since)))
         return 0 if row is None else Cols(row).num("n")
 
     def outbox_by_message_ids(self, message_ids: Sequence[str]) -> list[OutboxSummary]:
