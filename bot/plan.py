@@ -39,8 +39,8 @@ log = structlog.get_logger(__name__)
 MAX_REFS = 20  # Message-IDs a ticket keeps for threading (its root is kept apart)
 
 # Beyond `settings.limits.per_recipient_per_day` (per mailbox): automatic messages to one
-# recipient domain per hour, and to one team address per day.
-PER_DOMAIN_PER_HOUR = 20
+# recipient domain per hour (the bot's own domain aside), and to one team address per day.
+PER_DOMAIN_PER_HOUR = 30
 TEAM_PER_DAY = 200
 # Mail providers whose domain is shared by millions of strangers: the per-mailbox cap
 # protects their users; a per-domain cap would only silence the help desk.
@@ -328,8 +328,9 @@ class Planner:
         if self.cap is not None and self.store.recent_sends_to(address, day) >= self.cap:
             return f"{address} reached the cap of {self.cap} automatic messages per 24 h"
         domain = address.rpartition("@")[2]
-        if domain not in SHARED_PROVIDERS and self.store.recent_sends_to_domain(
-                domain, now - timedelta(hours=1)) >= PER_DOMAIN_PER_HOUR:
+        if (domain not in SHARED_PROVIDERS and domain != self.settings.from_domain
+                and self.store.recent_sends_to_domain(
+                    domain, now - timedelta(hours=1)) >= PER_DOMAIN_PER_HOUR):
             return (f"{domain} reached the cap of {PER_DOMAIN_PER_HOUR} automatic messages "
                     "per hour to one domain")
         return None

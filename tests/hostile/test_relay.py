@@ -44,14 +44,14 @@ def test_twelve_variants_of_one_address_share_one_cap(tmp_path: Path) -> None:
     assert Store(settings.state).outbox_counts().get("suppressed") == 7
 
 
-def test_one_company_gets_at_most_twenty_automatic_messages_an_hour(tmp_path: Path) -> None:
+def test_one_company_gets_at_most_thirty_automatic_messages_an_hour(tmp_path: Path) -> None:
     settings = embedded_settings(tmp_path)
-    for n in range(25):
+    for n in range(35):
         deliver_bytes(tmp_path / "inbox", make_mail(
             sender=f"Person {n} <p{n}@bigcorp.example>", subject=f"Question {n}", body=ASK,
             message_id=f"<b{n}@x.example>"), T0 + timedelta(seconds=n))
     cycle(settings)
-    assert len(outbox_mail(tmp_path / "outbox")) == 20
+    assert len(outbox_mail(tmp_path / "outbox")) == 30
     store = Store(settings.state)
     assert any("per hour to one domain" in e.detail for e in store.activity()
                if e.action == "suppressed")
