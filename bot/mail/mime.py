@@ -161,14 +161,13 @@ def flowed(text: str, width: int = FLOWED_WIDTH) -> str:
             out.append(line)
             continue
         line = line.rstrip(" ")
-        if line.startswith("-- "):  # a soft break after it would read as a signature line
-            out.append(line)
-            continue
         chunks: list[str] = []
         while len(line) > width:
             cut = line.rfind(" ", 1, width + 1)
-            if cut <= 0:
-                cut = line.find(" ", width)  # one long word: break after it
+            # one long word: break after it; never leave "-- " alone on a line (a signature
+            # separator would read as a hard break)
+            if cut <= 0 or line[:cut + 1] == "-- ":
+                cut = line.find(" ", max(width, 3))
                 if cut < 0:
                     break
             chunks.append(line[:cut + 1])  # the space stays: a soft line break
