@@ -34,7 +34,14 @@ from bot.rules.decide import decide
 from bot.rules.ownwords import read_own_words
 from bot.rules.ruleset import RuleSet
 from bot.rules.team import Team
-from bot.vocab import CONVERSATION_TEMPLATES, ActionKind, MessageKind, TicketState, spec
+from bot.vocab import (
+    CONVERSATION_TEMPLATES,
+    ActionKind,
+    MessageKind,
+    Priority,
+    TicketState,
+    spec,
+)
 
 ASK_AGAIN, ACK_UPDATE, TRIAGE_NOTICE = CONVERSATION_TEMPLATES
 UPDATE_NOTICE_EVERY = timedelta(hours=24)  # "your update reached the owner", at most
@@ -167,7 +174,7 @@ def on_reply(msg: Message, ticket: TicketFacts, *, ruleset: RuleSet, team: Team,
         return ReplyPlan(Handling.ABSENCE, side, "reads as an out-of-office reply (its robot "
                          "headers are missing): not answered; follow-ups stay as they are",
                          sender, words=words)
-    if is_thanks(words):
+    if is_thanks(words) and not _routes(msg, words, ruleset, now):
         owner = ticket.owner if ticket.state != TicketState.CLOSED else None
         return ReplyPlan(Handling.THANKS, side, "a thank-you that asks nothing new: the "
                          "ticket is settled (closed when it waited on the requester)"
@@ -226,6 +233,14 @@ def is_thanks(words: str) -> bool:
     """A short thank-you or "it works now" with no question and no doubt in it."""
     return (len(words.split()) <= THANKS_MAX_WORDS and "?" not in words
             and _THANKS.search(words) is not None and _DOUBT.search(words) is None)
+
+
+def _routes(msg: Message, words: str, ruleset: RuleSet, now: datetime) -> bool:
+    """Whether the rules would act on these words alone ("Thanks! My emails bounce with 550
+    errors" is a report, not a thank-you): a forward, a known answer, or critical."""
+    decision = decide(replace(msg, subject="", text=words, html=None), None, now, ruleset)
+    return decision.priority == Priority.CRITICAL or any(
+        a.kind in (ActionKind.FORWARD, ActionKind.ANSWER) for a in decision.actions)
 
 
 def asks_something(words: str) -> bool:

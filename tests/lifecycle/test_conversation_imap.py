@@ -211,8 +211,6 @@ def test_thanks_after_the_closure_keeps_it_closed(
         assert ticket is not None and ticket.state == "closed"
 
 
-@pytest.mark.xfail(strict=True, reason="a polite reply with the details closes the ticket "
-                   "as a thank-you (/work/prompts/stories-findings.md #19)")
 @pytest.mark.parametrize(("words", "owner"), [
     (f"Thanks for the quick reply. {DETAILS}", PRODUCT),
     ("Thank you! It happens when I click Save: the page goes blank, in Chrome.", PRODUCT),
