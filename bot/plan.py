@@ -10,6 +10,7 @@ recorded `suppressed` row, never a silent drop.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -17,6 +18,7 @@ import structlog
 from bot.config import Settings
 from bot.expand import About, context, original_text
 from bot.helpscout import ops
+from bot.mail.attachments import File
 from bot.mail.compose import ComposeError, compose, make_message_id, ticket_subject
 from bot.model import Message
 from bot.rules.ruleset import RuleSet
@@ -78,7 +80,8 @@ class Planner:
              now: datetime, ruleset: RuleSet, templates: Templates, template: str | None = None,
              rule: str | None = None, original: Message | None = None,
              owner: str | None = None, extra: dict[str, object] | None = None,
-             helpscout_status: HelpScoutStatus | None = None) -> list[int]:
+             helpscout_status: HelpScoutStatus | None = None,
+             files: Sequence[File] = ()) -> list[int]:
         """Plan one logical message; returns the new outbox ids (empty if planned before)."""
         if kind == MessageKind.FORWARD and len(to) == 1:
             # a forward to two owners is two copies: each needs its own idempotency key
@@ -93,7 +96,7 @@ class Planner:
                                         now=now, rendered=rendered, rule=rule, owner=owner,
                                         status=helpscout_status, team_text=ctx)
         ids = self._plan_mail(ticket=ticket, kind=kind, to=to, trigger=trigger, now=now,
-                              rendered=rendered, rule=rule, original=original)
+                              rendered=rendered, rule=rule, original=original, files=files)
         if kind in ALERT_KINDS and self.mail_channel is not None:
             # mail itself may be what is failing: alerts also go to the log and the webhook
             log.error("alert", ticket=ticket.id, kind=kind, subject=ticket.subject)
@@ -104,7 +107,7 @@ class Planner:
 
     def _plan_mail(self, *, ticket: Ticket, kind: MessageKind, to: list[str], trigger: str,
                    now: datetime, rendered: Rendered, rule: str | None,
-                   original: Message | None) -> list[int]:
+                   original: Message | None, files: Sequence[File] = ()) -> list[int]:
         key = f"t{ticket.id}:{kind}:{trigger}"
         if self.mail_channel is None:
             return self._plan_without_mail(ticket, kind, key, rendered, now, rule, to)
@@ -135,7 +138,7 @@ class Planner:
                 subject=subject, text=rendered.text, html=rendered.html,
                 message_id=message_id, date=now, in_reply_to=in_reply_to,
                 references=references, auto_submitted=auto, reply_to=reply_to,
-                attach_original=attached,
+                attach_original=attached, files=files,
                 extra_headers={"X-Supportbot-Ticket": str(ticket.id), "X-Supportbot-Kind": kind},
             )
         except ComposeError as exc:  # e.g. no valid address: recorded, never a crash

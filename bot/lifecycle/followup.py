@@ -19,6 +19,7 @@ import structlog
 from bot.conversation import Handling, ReplyPlan, Side, conversation_message, decide_again
 from bot.expand import expand
 from bot.lifecycle.history import conversation, plan_reply, ticket_facts
+from bot.mail.attachments import files_of
 from bot.model import Decision, Message
 from bot.plan import MAX_REFS, Planner
 from bot.rules.durations import humanise
@@ -150,7 +151,11 @@ class Lifecycle:
                            f"from {who} to the requester directly: the owner's answer, a "
                            "visible update", actor=plan.sender)
         elif plan.handling == Handling.OWNER_ANSWER:
-            ids = self.planner.plan(
+            files, left_out = files_of(msg.raw)
+            if left_out:
+                self.store.log(now, ticket.id, "not passed on", f"{left_out} attachment(s) of "
+                               f"{who}: too many or too large for one message")
+            ids = self.planner.plan(files=files,
                 ticket=ticket, kind=MessageKind.OWNER_REPLY, to=[ticket.requester],
                 trigger=trigger, now=now, ruleset=ruleset, templates=templates,
                 owner=ticket.owner, extra={"words": plan.words, "sender": plan.sender,

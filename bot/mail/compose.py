@@ -21,6 +21,7 @@ Header choices (RFC 3834 and what help desks learned):
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from email.utils import format_datetime
 
 from bot.mail import mime
 from bot.mail.addresses import valid_address
+from bot.mail.attachments import File
 from bot.mail.echo import echo_subject
 from bot.mail.ticketref import TICKET_REF
 
@@ -125,7 +127,7 @@ def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, tex
             html: str | None, message_id: str, date: datetime, in_reply_to: str | None = None,
             references: Sequence[str] = (), auto_submitted: str | None = "auto-replied",
             cc: Sequence[str] = (), reply_to: str | None = None,
-            attach_original: bytes | None = None,
+            attach_original: bytes | None = None, files: Sequence[File] = (),
             extra_headers: Mapping[str, str] | None = None) -> bytes:
     """The complete RFC 5322 message (CRLF line endings, ASCII), ready to store and send.
 
@@ -177,19 +179,37 @@ def compose(*, kind: str, from_header: str, to: Sequence[str], subject: str, tex
         fields.pop(name.lower(), None)  # a replaced header moves to the end, as it is set
         fields[name.lower()] = mime.header(name, mime.unstructured(clean(value)))
 
-    headers, payload = _body(text, html, attach_original)
+    headers, payload = _body(text, html, attach_original, files)
     return (b"".join(fields.values()) + mime.header("MIME-Version", ["1.0"])
             + b"".join(headers) + b"\r\n" + payload)
 
 
+def _file_part(file: File) -> tuple[list[bytes], bytes]:
+    """An attached file, base64 in lines of 76 (RFC 2045 6.8)."""
+    encoded = base64.b64encode(file.data)
+    lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)] or [b""]
+    name = mime.param_value(file.filename)
+    return ([mime.header("Content-Type", [f"{file.content_type};", f"name={name}"]),
+             mime.header("Content-Disposition", ["attachment;", f"filename={name}"]),
+             mime.header("Content-Transfer-Encoding", ["base64"])],
+            b"\r\n".join(lines))
+
+
 def _body(text: str, html: str | None, attach_original: bytes | None,
-          ) -> tuple[list[bytes], bytes]:
+          files: Sequence[File] = ()) -> tuple[list[bytes], bytes]:
     """text/plain, or multipart/alternative with the HTML; inside multipart/mixed with the
     original when there is one. No boundary occurs in any content, the original included."""
     parts = [mime.text_part("plain", text, flow=True)]
     if html is not None:
         parts.append(mime.text_part("html", html))
     contents = [body for _, body in parts]
+    if attach_original is None and files:
+        attached = [_file_part(f) for f in files]
+        contents += [body for _, body in attached]
+        outer = mime.choose_boundary(_boundary, contents)
+        first = parts[0] if len(parts) == 1 else mime.multipart(
+            "alternative", parts, mime.choose_boundary(_boundary, [*contents, outer.encode()]))
+        return mime.multipart("mixed", [first, *attached], outer)
     if attach_original is None:
         if len(parts) == 1:
             return parts[0]

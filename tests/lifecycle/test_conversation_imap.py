@@ -324,8 +324,6 @@ def test_a_list_members_answer_to_the_forward_reaches_the_requester(
                     and a.actor == "pat@example.com"]
 
 
-@pytest.mark.xfail(strict=True, reason="the owner's attachment is dropped from owner_reply "
-                   "(/work/prompts/stories-findings.md #6)")
 def test_the_owners_attachment_reaches_the_requester(
         tmp_path: Path, mailbox: Mailbox, smtp_server: SmtpServer) -> None:
     story = forwarded_to_product(tmp_path, mailbox, smtp_server)
