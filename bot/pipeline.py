@@ -214,22 +214,9 @@ class Pipeline:
         return find_ticket(self.store, msg, Team.of(ruleset.settings, self.settings.from_addr))
 
     def _joinable_ticket(self, msg: Message) -> tuple[Ticket | None, str | None]:
-        """The claimed ticket if ``msg``'s sender may join it (`bot.ticket_join`); else no
-        ticket, and why the claim was refused (for the new ticket's log)."""
-        ticket = self._find_ticket(msg)
-        if ticket is None or msg.source == SourceKind.HELPSCOUT:
-            return ticket, None
-        verdict = may_join(
-            requester=ticket.requester, closed=ticket.state == TicketState.CLOSED,
-            sender=msg.from_addr, recipients=(*msg.to, *msg.cc),
-            participants={m.from_addr for m in self.store.ticket_messages(ticket.id)},
-            is_team=self.planner.team.is_team(msg.from_addr),
-            answers_team_message=_answers_team_message(msg, ticket.id))
-        if verdict.joins:
-            return ticket, None
-        log.warning("claimed ticket refused", ticket=ticket.id, sender=msg.from_addr,
-                    reason=verdict.reason)
-        return None, f"claimed ticket #{ticket.id} from {msg.from_addr}: {verdict.reason}"
+        ruleset = self.rules.current[0]
+        return joinable_ticket(self.store, msg, Team.of(ruleset.settings,
+                                                        self.settings.from_addr))
 
     def _open_ticket(self, msg: Message, item: Inbound, now: datetime) -> Ticket:
         requester = (reply_recipient(msg) if msg.source != SourceKind.HELPSCOUT
@@ -299,6 +286,27 @@ def find_ticket(store: Store, msg: Message, team: Team | None = None) -> Ticket 
                           or (team is not None and team.is_team(msg.from_addr))):
             return candidate
     return None
+
+
+def joinable_ticket(store: Store, msg: Message,
+                    team: Team) -> tuple[Ticket | None, str | None]:
+    """The claimed ticket if ``msg``'s sender may join it (`bot.ticket_join`); else no
+    ticket, and why the claim was refused (for the new ticket's log). ``explain`` asks the
+    same, so it explains a forged reference as the new ticket the worker opens."""
+    ticket = find_ticket(store, msg, team)
+    if ticket is None or msg.source == SourceKind.HELPSCOUT:
+        return ticket, None
+    verdict = may_join(
+        requester=ticket.requester, closed=ticket.state == TicketState.CLOSED,
+        sender=msg.from_addr, recipients=(*msg.to, *msg.cc),
+        participants={m.from_addr for m in store.ticket_messages(ticket.id)},
+        is_team=team.is_team(msg.from_addr),
+        answers_team_message=_answers_team_message(msg, ticket.id))
+    if verdict.joins:
+        return ticket, None
+    log.warning("claimed ticket refused", ticket=ticket.id, sender=msg.from_addr,
+                reason=verdict.reason)
+    return None, f"claimed ticket #{ticket.id} from {msg.from_addr}: {verdict.reason}"
 
 
 def _answers_team_message(msg: Message, ticket_id: int) -> bool:

@@ -91,3 +91,18 @@ def test_explain_ticket_n_and_a_missing_ticket(tmp_path: Path,
     assert on_ticket["reply"]["handling"] == "decide again"  # type: ignore[index]
     assert main(["explain", str(unthreaded), "--ticket", "99"]) == 2
     assert "ticket #99 is not in" in capsys.readouterr().err
+
+
+def test_explain_refuses_a_forged_reference_as_the_worker_does(
+        asked: tuple[Settings, bytes], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _, reply = asked
+    ask_id = next(line.split(b":", 1)[1].strip().decode() for line in reply.splitlines()
+                  if line.lower().startswith(b"in-reply-to:"))
+    forged = tmp_path / "forged.eml"
+    forged.write_bytes(make_mail(sender="Eve <eve@elsewhere.example>", subject="Re: help",
+                                 body=DETAILS, message_id="<eve@elsewhere.example>",
+                                 in_reply_to=ask_id))
+    shown = explain_json(capsys, forged)
+    assert shown["reply"] is None  # a new ticket of Eve's, not a reply on Ann's
+    assert shown["rules"] == ["bugs"]

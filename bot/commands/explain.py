@@ -28,7 +28,7 @@ from bot.lifecycle.history import plan_reply
 from bot.mail.addresses import reply_recipient
 from bot.mail.parse import parse_message
 from bot.model import Decision, Message
-from bot.pipeline import find_ticket
+from bot.pipeline import joinable_ticket
 from bot.rules.decide import decide
 from bot.rules.reload import load_set
 from bot.rules.team import Team
@@ -166,7 +166,7 @@ def _reply_ticket(state: Path | str, message: Message, number: int | None,
     if isinstance(state, Path) and not state.exists():
         return f"no state at {state}: cannot look up ticket #{number}" if number else None
     store = Store(state)
-    ticket = store.get_ticket(number) if number else find_ticket(store, message, team)
+    ticket = store.get_ticket(number) if number else joinable_ticket(store, message, team)[0]
     if ticket is None:
         store.close()
         return f"ticket #{number} is not in {state}" if number else None
