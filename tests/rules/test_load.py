@@ -79,6 +79,10 @@ settings:
     # bad regex
     ("rules:\n  - name: a\n    when:\n      body: {matches: 'refund(('}\n    action: acknowledge\n",
      7, ["rule 'a' (when.body.matches)", "bad regular expression 'refund(('"]),
+    # a regex Python warns about ("possible nested set"): refused, with the fix
+    ("rules:\n  - name: a\n    when:\n      body: {matches: 'get(ting[[^.]){0,3}'}\n"
+     "    action: acknowledge\n",
+     7, ["rule 'a' (when.body.matches)", "ambiguous regular expression", "'\\['"]),
     # unknown action
     ("rules:\n  - name: a\n    action: reply\n",
      6, ["rule 'a'", "unknown action 'reply'", "'acknowledge'"]),
