@@ -42,6 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except ModuleNotFoundError as exc:
+        # a checkout updated without `make`: a new dependency is not in the venv yet
+        if not exc.name or exc.name.split(".")[0] == "bot":
+            raise
+        print(f"supportbot: the Python package '{exc.name}' is not installed in this "
+              "environment (a dependency in pyproject.toml): run `make install`, or "
+              "`.venv/bin/pip install -c constraints.txt -e .`", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -82,3 +82,14 @@ def test_signal_stops_the_worker_cleanly(tmp_path: Path, sig: signal.Signals) ->
 def test_health_fails_without_a_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUPPORTBOT_STATE", str(tmp_path / "none.db"))
     assert main(["health"]) == 1
+
+
+def test_a_dependency_missing_from_the_venv_is_one_line_naming_the_fix() -> None:
+    """A checkout pulled without `make`: the new package is not installed yet."""
+    code = ("import sys; sys.modules['regex'] = None\n"
+            "from bot.cli import main\nraise SystemExit(main(['check']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "'regex' is not installed" in done.stderr and "make install" in done.stderr
