@@ -131,6 +131,13 @@ def our_kind(message_ids: tuple[str, ...], ticket_id: int) -> MessageKind | None
     return None
 
 
+def answers_team_mail(msg: Message, ticket_id: int) -> bool:
+    """Whether ``msg`` threads under mail of ours that only the team received (a forward,
+    relay, reminder or alert of this ticket): the join rule and ``side_of`` both ask."""
+    answers = our_kind((*msg.references, *msg.in_reply_to), ticket_id)
+    return answers is not None and not spec(answers).to_requester
+
+
 def side_of(msg: Message, ticket: TicketFacts, team: Team) -> Side:
     """The team's side: a team address, or anyone answering mail only the team received (a
     forward to an owner that is a list or alias is answered from a member's own address;
@@ -141,8 +148,7 @@ def side_of(msg: Message, ticket: TicketFacts, team: Team) -> Side:
         return Side.REQUESTER
     if team.is_team(sender):
         return Side.TEAM
-    answers = our_kind((*msg.references, *msg.in_reply_to), ticket.id)
-    if answers is not None and not spec(answers).to_requester:
+    if answers_team_mail(msg, ticket.id):
         return Side.TEAM
     return Side.REQUESTER  # the requester's colleagues, and anyone else they involve
 
@@ -321,5 +327,6 @@ def _minutes(delta: timedelta) -> str:
     return f"{int(delta.total_seconds() // 60)} min"
 
 
-__all__ = ["Handling", "ReplyPlan", "Side", "TicketFacts", "conversation_message",
+__all__ = ["Handling", "ReplyPlan", "Side", "TicketFacts", "answers_team_mail",
+           "conversation_message",
            "decide_again", "on_reply", "our_kind", "side_of"]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from bot.config import Settings
-from bot.conversation import our_kind
+from bot.conversation import answers_team_mail
 from bot.errors import MalformedMessage, StoreError
 from bot.lifecycle.agents import AgentActions
 from bot.lifecycle.followup import Lifecycle
@@ -34,7 +34,7 @@ from bot.sources.base import Batch, Inbound
 from bot.store import Store, Ticket
 from bot.templates import Templates
 from bot.ticket_join import may_join
-from bot.vocab import Author, SourceKind, TicketState, spec
+from bot.vocab import Author, SourceKind, TicketState
 
 log = structlog.get_logger(__name__)
 
@@ -301,17 +301,12 @@ def joinable_ticket(store: Store, msg: Message,
         sender=msg.from_addr, recipients=(*msg.to, *msg.cc),
         participants={m.from_addr for m in store.ticket_messages(ticket.id)},
         is_team=team.is_team(msg.from_addr),
-        answers_team_message=_answers_team_message(msg, ticket.id))
+        answers_team_message=answers_team_mail(msg, ticket.id))
     if verdict.joins:
         return ticket, None
     log.warning("claimed ticket refused", ticket=ticket.id, sender=msg.from_addr,
                 reason=verdict.reason)
     return None, f"claimed ticket #{ticket.id} from {msg.from_addr}: {verdict.reason}"
-
-
-def _answers_team_message(msg: Message, ticket_id: int) -> bool:
-    kind = our_kind((*msg.references, *msg.in_reply_to), ticket_id)
-    return kind is not None and not spec(kind).to_requester
 
 
 def _domain(address: str) -> str:

@@ -191,14 +191,8 @@ class Lifecycle:
             self.store.cancel_timers(ticket.id, (*FOLLOWUP_TIMERS, TimerKind.REDECIDE), now)
             self.store.log(now, ticket.id, "thanked", f"from {msg.from_addr}: {plan.reason}",
                            actor=msg.from_addr)
-            relayed: list[int] = []
-            owner = ticket.owner
-            if plan.relay and owner and "@" in owner and ticket.source != SourceKind.HELPSCOUT:
-                relayed = self.planner.plan(
-                    ticket=ticket, kind=MessageKind.RELAY, to=[owner], trigger=trigger,
-                    now=now, ruleset=ruleset, templates=templates, original=msg, owner=owner,
-                    extra={"is_reply": True, "words": plan.words, "sender": plan.sender,
-                           "sender_name": msg.from_name or plan.sender})
+            relayed = (self._relay(ticket, msg, plan, trigger, now, ruleset, templates)
+                       if plan.relay else [])
             if allowed(ticket.state, TicketEvent.REQUESTER_THANKED):
                 self.tickets.apply(ticket, TicketEvent.REQUESTER_THANKED, now,
                                    last_requester_at=now)
@@ -238,11 +232,7 @@ class Lifecycle:
                                      templates=templates, extra={"reopened": True})
         owner = ticket.owner
         if owner and "@" in owner and ticket.source != SourceKind.HELPSCOUT:
-            ids += self.planner.plan(
-                ticket=ticket, kind=MessageKind.RELAY, to=[owner], trigger=trigger, now=now,
-                ruleset=ruleset, templates=templates, original=msg, owner=owner,
-                extra={"is_reply": True, "words": plan.words, "sender": plan.sender,
-                       "sender_name": msg.from_name or plan.sender})
+            ids += self._relay(ticket, msg, plan, trigger, now, ruleset, templates)
             if plan.handling == Handling.RELAY_TO_OWNER and plan.notify_requester:
                 ids += self.planner.plan(
                     ticket=ticket, kind=MessageKind.UPDATE_RELAYED, to=[ticket.requester],
@@ -254,6 +244,20 @@ class Lifecycle:
                                      ticket_id=ticket.id, kind=TimerKind.ASSIGNED_REMINDER,
                                      due_at=now + after, now=now)
         return ids
+
+    def _relay(self, ticket: Ticket, msg: Message, plan: ReplyPlan, trigger: str,
+               now: datetime, ruleset: RuleSet, templates: Templates) -> list[int]:
+        """The requester's side wrote: their words go to the owner, naming who wrote.
+        Help Scout owners read the conversation itself; an owner that is a user id has no
+        mailbox to relay to."""
+        owner = ticket.owner
+        if not owner or "@" not in owner or ticket.source == SourceKind.HELPSCOUT:
+            return []
+        return self.planner.plan(
+            ticket=ticket, kind=MessageKind.RELAY, to=[owner], trigger=trigger, now=now,
+            ruleset=ruleset, templates=templates, original=msg, owner=owner,
+            extra={"is_reply": True, "words": plan.words, "sender": plan.sender,
+                   "sender_name": msg.from_name or plan.sender})
 
     def agent_replied(self, ticket: Ticket, status: str | None, trigger: str, now: datetime,
                       ruleset: RuleSet, agent: str | None = None) -> None:
