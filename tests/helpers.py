@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.clock import FakeClock
 from bot.config import Settings, load_settings
+from bot.demo.fake_helpscout import FakeHelpScout
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,24 @@ def embedded_settings(tmp: Path, **env: str) -> Settings:
         "SUPPORTBOT_RULES": str(REPO / "rules.yaml"),
         "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
         "SUPPORTBOT_FROM": "Acme Support <support@example.com>",
+    }
+    base.update(env)
+    return load_settings(base, cwd=tmp)
+
+
+def helpscout_settings(tmp: Path, url: str, fake: FakeHelpScout, *,
+                       state: Path | str | None = None, rules: Path | None = None,
+                       **env: str) -> Settings:
+    """A worker reading ``fake``'s mailbox over HTTP at ``url`` (no mail channel)."""
+    base = {
+        "SUPPORTBOT_STATE": str(state or tmp / "state.db"),
+        "SUPPORTBOT_RULES": str(rules or REPO / "rules.yaml"),
+        "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
+        "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
+        "SUPPORTBOT_HELPSCOUT_APP_SECRET": fake.app_secret,
+        "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": str(fake.mailbox_id),
+        "SUPPORTBOT_HELPSCOUT_BASE_URL": url,
+        "SUPPORTBOT_POLL_SECONDS": "1",
     }
     base.update(env)
     return load_settings(base, cwd=tmp)

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from bot.clock import FakeClock
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.demo.fake_helpscout import FakeHelpScout
 from bot.runtime import open_worker
 from bot.store import Store
 from bot.tickets import stranded
 from tests.conversation_helpers import rules_file
 from tests.crash_helpers import KILLS, Kill, run_killed
-from tests.helpers import REPO
+from tests.helpers import REPO, helpscout_settings
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +47,7 @@ def hs() -> Iterator[HS]:
 
 def settings_for(tmp: Path, url: str, fake: FakeHelpScout,
                  rules: dict[str, Any] | None = None) -> Settings:
-    return load_settings({
-        "SUPPORTBOT_STATE": str(tmp / "state.db"),
-        "SUPPORTBOT_RULES": str(rules_file(tmp, rules)),
-        "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
-        "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
-        "SUPPORTBOT_HELPSCOUT_APP_SECRET": fake.app_secret,
-        "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": str(fake.mailbox_id),
-        "SUPPORTBOT_HELPSCOUT_BASE_URL": url,
-        "SUPPORTBOT_POLL_SECONDS": "1",
-    }, cwd=tmp)
+    return helpscout_settings(tmp, url, fake, rules=rules_file(tmp, rules))
 
 
 def cycles(settings: Settings, clock: FakeClock, steps: list[timedelta]) -> None:

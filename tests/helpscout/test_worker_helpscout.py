@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.demo.fake_helpscout import FakeHelpScout
 from bot.runtime import open_worker
 from bot.store import Store
-from tests.helpers import REPO
+from tests.helpers import helpscout_settings
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -29,18 +29,7 @@ def hs() -> Iterator[tuple[FakeHelpScout, FakeClock, str]]:
 
 def settings_for(tmp: Path, url: str, fake: FakeHelpScout,
                  state: Path | str | None = None) -> Settings:
-    from bot.config import load_settings
-
-    return load_settings({
-        "SUPPORTBOT_STATE": str(state or tmp / "state.db"),
-        "SUPPORTBOT_RULES": str(REPO / "rules.yaml"),
-        "SUPPORTBOT_TEMPLATES": str(REPO / "templates"),
-        "SUPPORTBOT_HELPSCOUT_APP_ID": fake.app_id,
-        "SUPPORTBOT_HELPSCOUT_APP_SECRET": fake.app_secret,
-        "SUPPORTBOT_HELPSCOUT_MAILBOX_ID": str(fake.mailbox_id),
-        "SUPPORTBOT_HELPSCOUT_BASE_URL": url,
-        "SUPPORTBOT_POLL_SECONDS": "1",
-    }, cwd=tmp)
+    return helpscout_settings(tmp, url, fake, state=state)
 
 
 def cycles(settings: Settings, clock: FakeClock, steps: list[timedelta]) -> None:
