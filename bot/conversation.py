@@ -45,6 +45,7 @@ from bot.vocab import (
 
 ASK_AGAIN, ACK_UPDATE, TRIAGE_NOTICE = CONVERSATION_TEMPLATES
 UPDATE_NOTICE_EVERY = timedelta(hours=24)  # "your update reached the owner", at most
+CONVERSATION_CHARS = 100_000  # what the rules read of a conversation (their own budget)
 # An out-of-office reply whose robot headers a relay stripped still reads like one; only
 # short replies count, so a person who mentions their holiday in a real answer is heard.
 _ABSENT = re.compile(
@@ -162,8 +163,12 @@ def own_words(text: str) -> str:
 def conversation_message(first: Message, replies: list[Message]) -> Message:
     """The conversation so far as one message for the rules: each message's own words
     (read one by one, so one message's signature never hides the next), oldest first."""
-    parts = [own_words(m.text) for m in (first, *replies)]
-    return replace(first, text="\n\n".join(p for p in parts if p))
+    parts = [own_words(m.text[:CONVERSATION_CHARS]) for m in (first, *replies)]
+    text = "\n\n".join(p for p in parts if p)
+    if len(text) > CONVERSATION_CHARS:  # the opening words and the newest, within budget
+        half = CONVERSATION_CHARS // 2
+        text = f"{text[:half]}\n\n{text[-half:]}"
+    return replace(first, text=text)
 
 
 def on_reply(msg: Message, ticket: TicketFacts, *, ruleset: RuleSet, team: Team,

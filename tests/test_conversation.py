@@ -208,3 +208,11 @@ def test_an_owners_answer_without_threading_headers_is_read_by_its_subject(
         ruleset: RuleSet) -> None:
     msg = mail("We fixed it tonight.", sender=OWNER, subject="Re: [#7] Assigned to you: help")
     assert plan(msg, OWNED, ruleset).handling == Handling.OWNER_ANSWER
+
+
+def test_the_conversation_the_rules_read_is_bounded() -> None:
+    from bot.conversation import CONVERSATION_CHARS
+    first = mail("help " * 30_000, subject="help")
+    whole = conversation_message(first, [mail("x " * 40_000), mail(DETAILS)])
+    assert len(whole.text) <= CONVERSATION_CHARS + 2
+    assert whole.text.startswith("help") and whole.text.endswith(DETAILS)

@@ -14,6 +14,7 @@ from bot.rules.team import Team
 from bot.store import LedgerMessage, Store, Ticket
 from bot.vocab import REQUESTER_KINDS, MessageKind, OutboxStatus
 
+MAX_REPLIES = 20  # replies a re-decision reads, the latest
 _NOT_SENT = (OutboxStatus.SUPPRESSED, OutboxStatus.FAILED)
 
 
@@ -63,7 +64,10 @@ def conversation(store: Store, ticket: Ticket, team: Team,
     first: Message | None = None
     replies: list[Message] = []
     facts = TicketFacts(ticket.id, ticket.state, ticket.requester, ticket.owner)
-    for row in store.conversation_rows(ticket.id):
+    rows = store.conversation_rows(ticket.id)
+    # a flood of replies to one ticket must not make each decision cost more: the opening
+    # message and the latest replies are what the rules need
+    for row in [*rows[:1], *rows[1:][-MAX_REPLIES:]]:
         if row.raw is None and row.summary is None:
             continue
         msg = ledger_message(row)
